@@ -1,0 +1,35 @@
+"""The package's ComfyUI nodes (V3 schema), collected into one extension.
+
+Each module in ``NODE_MODULES`` defines ``NODES``: a list of ``io.ComfyNode``
+classes. Node modules are thin: they translate widgets into calls of the core
+library ``twostage_i2v`` and its ComfyUI glue ``twostage_i2v.comfy``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from comfy_api.latest import ComfyExtension, io
+
+NODE_MODULES = (
+    "stage_bridge",
+    "motion_prompt",
+    "wan_gguf_loader",
+    "text_encoder_gguf",
+)
+
+
+def all_nodes() -> list[type[io.ComfyNode]]:
+    nodes: list[type[io.ComfyNode]] = []
+    for name in NODE_MODULES:
+        nodes.extend(importlib.import_module(f".{name}", __name__).NODES)
+    return nodes
+
+
+class TwoStageI2VExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return all_nodes()
+
+
+async def comfy_entrypoint() -> TwoStageI2VExtension:
+    return TwoStageI2VExtension()

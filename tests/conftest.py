@@ -1,0 +1,45 @@
+"""Test harness: one in-process ComfyUI per test session, on the tree chosen by
+``TWOSTAGE_COMFYUI_TREE`` (0.30.0 default, 0.3.75) or a user's ``COMFYUI_PATH``.
+
+ComfyUI can be imported once per process, so a run covers one tree; the
+Makefile runs the suite once per tree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from twostage_i2v import comfy_boot
+
+ARTIFACTS = Path(os.environ.get("TWOSTAGE_TEST_ARTIFACTS", comfy_boot.REPO_ROOT / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def comfy_base(tmp_path_factory) -> Path:
+    """The ComfyUI base directory (models/, input/, output/, custom_nodes/ with this package)."""
+    return comfy_boot.prepare_base_dir(tmp_path_factory.mktemp("comfy-base"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy_base, comfy):
+    """The small random-weight models, built once per machine and linked into the base dir."""
+    from twostage_i2v import tiny_models
+
+    return tiny_models.install_into(comfy_base)
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_base):
+    """ComfyUI imported in-process with this package loaded from custom_nodes/."""
+    runtime = comfy_boot.boot(comfy_base)
+    assert not [m for m in runtime.import_failed if comfy_boot.PACKAGE_DIR_NAME in str(m)], runtime.import_failed
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,1 @@
+"""Test-only helpers: the real ComfyUI server process and graph builders."""

@@ -1,0 +1,171 @@
+"""Small random-weight models for tests and the demo, built with ComfyUI's own
+classes so every key name and shape is the one ComfyUI's loaders expect.
+
+Built once per machine into a cache folder outside the repository
+(``TWOSTAGE_MODEL_CACHE``, default ``~/.cache/twostage-i2v/models``), then
+linked into a ComfyUI base directory. Needs ComfyUI imported (see comfy_boot).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+# Bump when a builder changes what it writes, so stale caches are rebuilt.
+FACTORY_VERSION = "1"
+
+WAN_TINY = dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2, freq_dim=256, text_dim=4096, out_dim=16)
+VAE_BASE_DIM = 16
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TWOSTAGE_MODEL_CACHE") or Path.home() / ".cache" / "twostage-i2v" / "models"
+    path = Path(root) / f"v{FACTORY_VERSION}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def randomise(shapes: dict[str, tuple], seed: int, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    """Seeded weights that keep activations in a sane range through deep stacks.
+
+    Norm scales near 1, small biases, matrices scaled by 1/sqrt(fan_in) so that
+    random models still produce finite, non-trivial outputs.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(shapes):
+        shape = tuple(shapes[name])
+        leaf = name.rsplit(".", 1)[-1]
+        owner = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else ""
+        is_norm = leaf == "gamma" or any(s in owner for s in ("norm", "ln_", "layernorm")) or owner.startswith("ln")
+        if is_norm and leaf in ("weight", "gamma", "scale"):
+            t = 1.0 + 0.1 * torch.randn(shape, generator=gen)
+        elif leaf == "bias" or len(shape) <= 1:
+            t = 0.02 * torch.randn(shape, generator=gen)
+        elif "modulation" in name:
+            t = torch.randn(shape, generator=gen) / math.sqrt(shape[-1])
+        elif "embedding" in name and len(shape) == 2 and "patch" not in name:
+            t = 0.02 * torch.randn(shape, generator=gen)
+        else:
+            fan_in = math.prod(shape[1:])
+            t = torch.randn(shape, generator=gen) / math.sqrt(fan_in)
+        out[name] = t.to(dtype).contiguous()
+    return out
+
+
+def _meta_shapes(module: torch.nn.Module) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def wan_state_dict(kind: str = "i2v", seed: int = 1) -> dict[str, torch.Tensor]:
+    """Wan 2.1 diffusion model: I2V (in_dim 36, img_emb) or T2V (in_dim 16)."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+
+    with torch.device("meta"):
+        model = comfy.ldm.wan.model.WanModel(
+            model_type=kind, in_dim=36 if kind == "i2v" else 16, operations=comfy.ops.manual_cast, **WAN_TINY
+        )
+    return randomise(_meta_shapes(model), seed)
+
+
+def wan_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
+    import comfy.ldm.wan.vae
+
+    with torch.device("meta"):
+        model = comfy.ldm.wan.vae.WanVAE(
+            dim=VAE_BASE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+            attn_scales=[], temperal_downsample=[False, True, True],
+        )
+    return randomise(_meta_shapes(model), seed)
+
+
+def clip_vision_h_state_dict(seed: int = 3) -> dict[str, torch.Tensor]:
+    """Full-size CLIP ViT-H/14: ComfyUI picks its config by key names and Wan
+    fixes the 1280 width, so no smaller stand-in loads through the core node."""
+    import json
+
+    import comfy.clip_model
+    import comfy.clip_vision
+    import comfy.ops
+
+    cfg_path = Path(comfy.clip_vision.__file__).parent / "clip_vision_config_h.json"
+    config = json.loads(cfg_path.read_text())
+    with torch.device("meta"):
+        model = comfy.clip_model.CLIPVisionModelProjection(config, torch.float32, "meta", comfy.ops.manual_cast)
+    # fp16 on disk halves the 2.5 GB file; ComfyUI casts on load.
+    return randomise(_meta_shapes(model), seed, dtype=torch.float16)
+
+
+def _save_safetensors(sd: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(path.suffix + ".part")
+    save_file(sd, str(tmp), metadata={"twostage_i2v": f"tiny random model, factory v{FACTORY_VERSION}"})
+    tmp.replace(path)
+
+
+def _build_umt5(path: Path, type_name: str) -> None:
+    from . import tiny_umt5
+
+    tiny_umt5.write_tiny_umt5_gguf(path, type_name)
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    file_name: str
+    folder: str  # ComfyUI model folder name (folder_paths)
+    build: Callable[[Path], None]
+
+
+def _st(fn):
+    return lambda path: _save_safetensors(fn(), path)
+
+
+MODELS: dict[str, TinyModel] = {
+    "wan_i2v": TinyModel("wan2.1_i2v_tiny_fp32.safetensors", "diffusion_models", _st(lambda: wan_state_dict("i2v"))),
+    "wan_t2v": TinyModel("wan2.1_t2v_tiny_fp32.safetensors", "diffusion_models", _st(lambda: wan_state_dict("t2v", seed=4))),
+    "wan_vae": TinyModel("wan_2.1_vae_tiny.safetensors", "vae", _st(wan_vae_state_dict)),
+    "clip_vision_h": TinyModel("clip_vision_h_random.safetensors", "clip_vision", _st(clip_vision_h_state_dict)),
+    "umt5_f32": TinyModel("umt5-tiny-encoder-F32.gguf", "text_encoders", lambda p: _build_umt5(p, "F32")),
+    "umt5_q8_0": TinyModel("umt5-tiny-encoder-Q8_0.gguf", "text_encoders", lambda p: _build_umt5(p, "Q8_0")),
+}
+
+
+def build(name: str) -> Path:
+    """Path of the cached model file, building it first when missing."""
+    spec = MODELS[name]
+    path = cache_dir() / spec.file_name
+    if not path.is_file():
+        spec.build(path)
+    return path
+
+
+def install_into(base_dir: Path, names=None) -> dict[str, Path]:
+    """Link the models into ``base_dir/models/<folder>/`` and return their link paths."""
+    out = {}
+    for name in names or MODELS:
+        spec = MODELS[name]
+        src = build(name)
+        folder = Path(base_dir) / "models" / spec.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / spec.file_name
+        if not link.exists():
+            link.symlink_to(src)
+        out[name] = link
+    _forget_cached_listings()
+    return out
+
+
+def _forget_cached_listings() -> None:
+    # ComfyUI caches folder listings; new files stay hidden until it is dropped.
+    import sys
+
+    fp = sys.modules.get("folder_paths")
+    if fp is not None and hasattr(fp, "filename_list_cache"):
+        fp.filename_list_cache.clear()
