@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
 from harness.server import ComfyServer
 from twostage_i2v import comfy_boot
 

@@ -126,6 +126,23 @@ class ComfyRuntime:
     def node_class(self, name: str):
         return self.nodes.NODE_CLASS_MAPPINGS[name]
 
+    @property
+    def package(self):
+        """This package as ComfyUI imported it from custom_nodes/."""
+        for mod in list(sys.modules.values()):
+            f = getattr(mod, "__file__", None) or ""
+            if f.endswith(f"{PACKAGE_DIR_NAME}/__init__.py"):
+                return mod
+        raise RuntimeError(f"{PACKAGE_DIR_NAME} is not loaded in this ComfyUI")
+
+    def core(self, module: str):
+        """A ``twostage_i2v`` module from the copy ComfyUI loaded, so that its
+        classes are the ones the nodes use (tests that import ``twostage_i2v``
+        directly get a second copy with distinct classes)."""
+        import importlib
+
+        return importlib.import_module(f"{self.package.__name__}.twostage_i2v.{module}")
+
     def validate(self, prompt: dict):
         ok, error, outputs, node_errors = asyncio.run(
             self.execution.validate_prompt(str(uuid.uuid4()), prompt, None)

@@ -117,7 +117,7 @@ def read_gguf(path: str | os.PathLike, with_tensors: bool = True) -> GGUFFile:
     if not with_tensors:
         return out
 
-    end = max((reader.data_offset + t.data_offset + t.n_bytes for t in reader.tensors), default=0)
+    end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)  # data_offset is absolute
     if end > size:
         raise GGUFReadError(
             f"{path.name} is truncated: its tensors need {end:,} bytes but the file has {size:,}; "

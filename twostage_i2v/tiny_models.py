@@ -169,3 +169,62 @@ def _forget_cached_listings() -> None:
     fp = sys.modules.get("folder_paths")
     if fp is not None and hasattr(fp, "filename_list_cache"):
         fp.filename_list_cache.clear()
+
+
+# 256-wide rows (K-quants and IQ4_XS need whole 256-value blocks) in the tiny Wan model.
+_WIDE_256 = ("blocks.0.ffn.2.weight", "blocks.1.ffn.2.weight", "time_embedding.0.weight",
+             "text_embedding.0.weight", "img_emb.proj.1.weight", "img_emb.proj.3.weight")
+
+
+def write_mixed_wan_gguf(src: Path, dst: Path) -> dict[str, str]:
+    """The tiny Wan I2V model with every supported GGML type used by some tensor.
+
+    Types gguf-py and this package cannot quantize (IQ4_NL, IQ4_XS) get random
+    valid blocks with small scales: the loaders are compared on the same bytes,
+    so the values need only be finite. Returns tensor name -> type name.
+    """
+    import gguf
+    from safetensors.torch import load_file
+
+    from .ggml_types import TYPES, random_blocks
+    from .gguf_write import stored_shape
+    from .quantize import quantize
+
+    sd = load_file(str(src))
+    wide = [t for t in TYPES.values() if t.block_size == 256]
+    narrow = [t for t in TYPES.values() if t.block_size in (1, 32) and t.name != "F32"]
+    plan: dict[str, str] = {}
+    writer = gguf.GGUFWriter(str(dst), "wan")
+    gen = torch.Generator().manual_seed(5)
+    counters = {"wide": 0, "narrow": 0}
+
+    def pick(pool, key):
+        counters[key] += 1
+        return pool[(counters[key] - 1) % len(pool)]
+
+    for name in sorted(sd):
+        w = sd[name].float()
+        shape = stored_shape(tuple(w.shape))
+        if shape != tuple(w.shape):
+            writer.add_array(f"comfy.gguf.orig_shape.{name}", list(w.shape))
+        if name in _WIDE_256:
+            t = pick(wide, "wide")
+        elif w.ndim == 2 and w.shape[1] % 32 == 0:
+            t = pick(narrow, "narrow")
+        else:
+            writer.add_tensor(name, w.reshape(shape).numpy())
+            plan[name] = "F32"
+            continue
+        if t.name in ("IQ4_NL", "IQ4_XS"):
+            blocks = random_blocks(t.qtype, w.numel() // t.block_size, gen)
+            blocks[:, 0:2] = torch.tensor([0.004], dtype=torch.float16).view(torch.uint8)
+            data = blocks.numpy().reshape(w.shape[0], -1)
+        else:
+            data = quantize(w.numpy(), t.qtype)
+        writer.add_tensor(name, data, raw_dtype=t.qtype)
+        plan[name] = t.name
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return plan

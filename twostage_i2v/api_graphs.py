@@ -1,4 +1,4 @@
-"""API-format prompts for the small Wan 2.1 I2V graphs the tests run."""
+"""API-format prompts for the small Wan 2.1 I2V graphs that the tests and the demo run."""
 
 from __future__ import annotations
 

@@ -1,0 +1,74 @@
+"""A Wan 2.1 I2V GGUF file -> checked, ComfyUI-named tensors that stay quantized.
+
+Every refusal happens here, before ComfyUI builds anything, so a wrong file
+leaves nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .ggml_tensor import GGMLTensor
+from .ggml_types import UnsupportedQuantType, is_supported, type_name
+from .gguf_reader import GGUFFile, GGUFTensor, read_gguf
+from .model_kind import ModelKind, classify
+from .wan_keys import normalise_names
+
+I2V_EXAMPLE = "wan2.1-i2v-14b-480p-Q4_K_M.gguf"
+_FLOAT_VIEWS = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+class WrongModelError(ValueError):
+    """The file is a readable model, but not the one this loader needs."""
+
+
+def tensor_from_gguf(t: GGUFTensor) -> torch.Tensor:
+    """A zero-copy tensor: float types as typed views, others as GGMLTensor."""
+    name = type_name(t.qtype)
+    if name in _FLOAT_VIEWS:
+        return t.data.view(_FLOAT_VIEWS[name]).view(t.shape)
+    rows = t.shape[0] if len(t.shape) > 1 else 1
+    return GGMLTensor(t.data.view(rows, -1), t.qtype, t.shape)
+
+
+def check_types(f: GGUFFile) -> None:
+    for t in f.tensors.values():
+        if not is_supported(t.qtype):
+            raise UnsupportedQuantType(
+                t.qtype,
+                f"{f.path.name}: tensor {t.name} is stored as {type_name(t.qtype)}, which this loader cannot "
+                f"dequantize; pick a file quantized as Q4_K_M, Q5_K_M, Q6_K or Q8_0",
+            )
+
+
+def refuse_unless_i2v(path: Path, kind: ModelKind) -> None:
+    where = "models/diffusion_models (or models/unet)"
+    if kind.kind == "wan-i2v":
+        return
+    if kind.kind == "wan-t2v":
+        raise WrongModelError(
+            f"{path.name} is a Wan 2.1 T2V (text-to-video) model ({kind.describe()}): image-to-video needs "
+            f"the I2V file, with 36 input channels, e.g. {I2V_EXAMPLE} (720p: wan2.1-i2v-14b-720p-*.gguf) in {where}"
+        )
+    if kind.kind == "umt5":
+        raise WrongModelError(
+            f"{path.name} is a umt5/T5 text encoder, not a video model: load it with "
+            f"'Load Wan Text Encoder (GGUF)', and pick a Wan 2.1 I2V file such as {I2V_EXAMPLE} here"
+        )
+    raise WrongModelError(
+        f"{path.name} is {kind.describe()}, not a Wan 2.1 image-to-video model: pick a Wan 2.1 I2V GGUF "
+        f"such as {I2V_EXAMPLE} in {where}"
+    )
+
+
+def open_wan_i2v(path) -> tuple[GGUFFile, ModelKind, dict[str, torch.Tensor]]:
+    """Read, classify and check a Wan I2V GGUF; return its ComfyUI-named state dict."""
+    f = read_gguf(path)
+    kind = classify({n: t.shape for n, t in f.tensors.items()}, f.architecture)
+    refuse_unless_i2v(f.path, kind)
+    check_types(f)
+    names = normalise_names(f.tensors)
+    sd = {names[n]: tensor_from_gguf(t) for n, t in f.tensors.items()}
+    return f, kind, sd
