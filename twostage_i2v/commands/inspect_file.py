@@ -1,0 +1,27 @@
+"""`inspect FILE [--json]`: what a GGUF model file is."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..gguf_reader import GGUFReadError
+from ..gguf_summary import format_summary, summarize_file
+
+VERB = "inspect"
+HELP = "Say what a .gguf file is: kind (wan-i2v, wan-t2v, umt5, other) and why, quant mix, size, parameters."
+
+
+def add_arguments(p):
+    p.add_argument("file", help="path to a .gguf file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run(args) -> int:
+    try:
+        s = summarize_file(args.file)
+    except GGUFReadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(s, indent=2) if args.json else format_summary(s))
+    return 0
