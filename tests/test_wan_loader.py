@@ -306,3 +306,76 @@ def test_loading_a_large_gguf_does_not_materialise_weights(comfy, tmp_path):
     grown = proc.memory_info().rss - before
     assert grown < 0.25 * float_bytes, (grown, float_bytes)
     assert patcher.model_size() < 0.35 * float_bytes
+
+
+# ---------------------------------------------------------------- packed (dynamic-VRAM) weights
+
+
+def test_packed_layout_path_gives_legacy_results(comfy, wan_files):
+    """The QuantizedTensor layout that dynamic VRAM streams, run on the CPU through core ops."""
+    features = comfy.core("comfy_features")
+    loader = comfy.core("comfy_wan_loader")
+    native = {loader.WEIGHT_PATH_OPTION: "native"}
+    if not features.native_qt_available():
+        # 0.3.75: no comfy-kitchen layouts, hence no dynamic path to take.
+        with pytest.raises(RuntimeError, match="no comfy-kitchen QuantizedTensor layouts"):
+            loader.load_wan_i2v(wan_files["mixed"], native)
+        return
+    layout = comfy.core("comfy_ggml_layout")
+    inputs = wan_inputs(3)
+    for key in ("Q4_K_M", "mixed"):
+        packed = loader.load_wan_i2v(wan_files[key], native)
+        qts = [m.weight for m in packed.model.diffusion_model.modules() if layout.is_ggml_qt(getattr(m, "weight", None))]
+        assert qts
+        legacy = model_output(loader.load_wan_i2v(wan_files[key], {loader.WEIGHT_PATH_OPTION: "legacy"}), inputs)
+        assert rel_max_err(model_output(packed, inputs), legacy) <= 1e-5
+
+
+def test_packed_tensor_survives_dynamic_vram_buffers(comfy, wan_files):
+    """Flatten into a shared buffer and rebuild, as ModelPatcherDynamic does per layer."""
+    features = comfy.core("comfy_features")
+    if not features.native_qt_available():
+        import comfy.quant_ops as q  # 0.3.75: its own QuantizedTensor, no layout registry
+
+        assert not hasattr(q, "register_layout_class")
+        return
+    import comfy.memory_management as cmm
+    from comfy_kitchen.tensor import QuantizedTensor
+
+    layout = comfy.core("comfy_ggml_layout")
+    f = comfy.core("gguf_reader").read_gguf(wan_files["mixed"])
+    wan = comfy.core("wan_gguf")
+    for name, t in f.tensors.items():
+        g = wan.tensor_from_gguf(t)
+        if not isinstance(g, comfy.core("ggml_tensor").GGMLTensor) or len(t.shape) != 2:
+            continue
+        qt = layout.to_quantized_tensor(g, torch.float32)
+        assert qt.shape == torch.Size(t.shape) and qt.nbytes == t.nbytes
+        buf = torch.empty(cmm.vram_aligned_size([qt]), dtype=torch.uint8)
+        (view,) = cmm.interpret_gathered_like([qt], buf)
+        view.copy_(qt)
+        assert type(view) is QuantizedTensor and layout.is_ggml_qt(view)
+        ref = torch.from_numpy(gguf.quants.dequantize(np.asarray(t.data).reshape(t.shape[0], -1), t.qtype))
+        torch.testing.assert_close(view.dequantize(), ref.reshape(t.shape), rtol=0, atol=0)
+        x = torch.randn(3, 5, t.shape[1])
+        expect = torch.nn.functional.linear(x, ref.reshape(t.shape))
+        with torch.inference_mode():
+            torch.testing.assert_close(torch.nn.functional.linear(x, view), expect)
+        torch.testing.assert_close(torch.nn.functional.linear(x, view), expect)  # t + mm/addmm fallback
+
+
+def test_packed_weights_take_lora_without_requantizing(comfy, comfy_base, wan_files):
+    features = comfy.core("comfy_features")
+    loader = comfy.core("comfy_wan_loader")
+    if not features.native_qt_available():
+        with pytest.raises(RuntimeError, match="use the legacy path"):
+            loader.load_wan_i2v(wan_files["Q8_0"], {loader.WEIGHT_PATH_OPTION: "native"})
+        return
+    lora_name = "wan_tiny_lora.safetensors"
+    if not (comfy_base / "models" / "loras" / lora_name).exists():
+        pytest.fail("run after test_lora_on_quantized_and_f32_gguf_matches_native (it writes the LoRA)")
+    node = comfy.nodes.LoraLoaderModelOnly()
+    inputs = wan_inputs(4)
+    packed = node.load_lora_model_only(loader.load_wan_i2v(wan_files["Q8_0"], {loader.WEIGHT_PATH_OPTION: "native"}), lora_name, 0.8)[0]
+    legacy = node.load_lora_model_only(loader.load_wan_i2v(wan_files["Q8_0"]), lora_name, 0.8)[0]
+    assert rel_max_err(model_output(packed, inputs), model_output(legacy, inputs)) <= 1e-5

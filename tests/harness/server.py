@@ -20,17 +20,18 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, root: Path, base_dir: Path, log_path: Path, extra_args=()):
+    def __init__(self, root: Path, base_dir: Path, log_path: Path, extra_args=(), cpu: bool = True):
         self.root, self.base_dir, self.log_path = Path(root), Path(base_dir), Path(log_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = ComfyClient(self.url)
         self.extra_args = list(extra_args)
+        self.cpu = cpu
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180.0) -> "ComfyServer":
         cmd = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:",
             "--fp32-text-enc", *self.extra_args,
         ]
