@@ -43,3 +43,13 @@ def comfy(comfy_base):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def server(comfy, comfy_base, tiny_models, artifacts):
+    """The real ComfyUI server (main.py) of the same tree and base dir, shared by the session."""
+    from harness.server import ComfyServer
+
+    log = artifacts / f"server-{comfy.version}.log"
+    with ComfyServer(comfy.root, comfy_base, log) as srv:
+        yield srv

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
-from harness.server import ComfyServer
 from twostage_i2v import comfy_boot
 
 REPO = comfy_boot.REPO_ROOT
@@ -83,13 +82,6 @@ def test_tiny_wan_i2v_core_graph_writes_video(comfy, comfy_base, tiny_models):
     frames, fps, width, height, _ = decode_video(videos[0])
     assert (frames, fps, width, height) == (9, 16.0, 64, 64)
     print(f"tiny Wan I2V graph on ComfyUI {comfy.version}: {elapsed:.1f} s")
-
-
-@pytest.fixture(scope="module")
-def server(comfy, comfy_base, tiny_models, artifacts):
-    log = artifacts / f"server-{comfy.version}.log"
-    with ComfyServer(comfy.root, comfy_base, log) as srv:
-        yield srv
 
 
 @pytest.mark.server

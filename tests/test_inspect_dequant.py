@@ -83,3 +83,19 @@ def test_dequant_writes_logical_shape_float32_equal_to_reference(ggufs, tmp_path
 def test_dequant_names_missing_tensor(ggufs, tmp_path, capsys):
     assert main(["dequant", str(ggufs["wan_i2v"]), "--tensor", "nope.weight", "--out", str(tmp_path)]) == 1
     assert "has no tensor named nope.weight" in capsys.readouterr().err
+
+
+def test_inspect_reports_umt5_with_its_configuration(tiny_models, capsys):
+    from twostage_i2v import tiny_umt5
+
+    path = tiny_models["umt5_q8_0"]
+    s = run_json(capsys, "inspect", str(path), "--json")
+    assert (s["kind"], s["architecture"]) == ("umt5", "t5encoder")
+    expected = dict(tiny_umt5.TINY_CONFIG)
+    reader = gguf.GGUFReader(str(path))
+    # The file's token list is padded to the embedding's rows, as llama.cpp writes umt5-xxl.
+    expected["vocab_size"] = len(reader.fields["tokenizer.ggml.tokens"].data)
+    assert expected["vocab_size"] == next(t.shape[-1] for t in reader.tensors if t.name == "token_embd.weight")
+    assert {k: s["config"][k] for k in expected} == expected
+    assert main(["inspect", str(path)]) == 0
+    assert "kind: umt5" in capsys.readouterr().out

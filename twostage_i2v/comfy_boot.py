@@ -177,7 +177,8 @@ class ComfyRuntime:
 _RUNTIME: ComfyRuntime | None = None
 
 
-def boot(base_dir: Path, tree: str | None = None, extra_args: dict | None = None) -> ComfyRuntime:
+def boot(base_dir: Path, tree: str | None = None, extra_args: dict | None = None,
+         output_dir: Path | None = None) -> ComfyRuntime:
     """Import ComfyUI from its tree with this package in ``base_dir/custom_nodes``.
 
     Once per process: a second call with the same base dir returns the first
@@ -209,7 +210,7 @@ def boot(base_dir: Path, tree: str | None = None, extra_args: dict | None = None
     import utils.extra_config  # noqa: F401  (before nodes: nodes.py shadows the top-level utils)
     import folder_paths
 
-    folder_paths.set_output_directory(str(base_dir / "output"))
+    folder_paths.set_output_directory(str(output_dir or base_dir / "output"))
     folder_paths.set_input_directory(str(base_dir / "input"))
     folder_paths.set_temp_directory(str(base_dir / "temp"))
     if hasattr(folder_paths, "set_user_directory"):
