@@ -2,12 +2,13 @@
 
 Each module in ``NODE_MODULES`` defines ``NODES``: a list of ``io.ComfyNode``
 classes. Node modules are thin: they translate widgets into calls of the core
-library ``twostage_i2v`` and its ComfyUI glue ``twostage_i2v.comfy``.
+library ``twostage_i2v`` and its ComfyUI glue modules (``twostage_i2v.comfy_*``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 
 from comfy_api.latest import ComfyExtension, io
 
@@ -22,7 +23,12 @@ NODE_MODULES = (
 def all_nodes() -> list[type[io.ComfyNode]]:
     nodes: list[type[io.ComfyNode]] = []
     for name in NODE_MODULES:
-        nodes.extend(importlib.import_module(f".{name}", __name__).NODES)
+        # One broken module (say, an API a ComfyUI version lacks) must not take the
+        # other nodes down with it: ComfyUI would drop the whole package.
+        try:
+            nodes.extend(importlib.import_module(f".{name}", __name__).NODES)
+        except Exception:
+            logging.exception("TwoStage I2V: the nodes of %s could not be loaded; the others still are", name)
     return nodes
 
 

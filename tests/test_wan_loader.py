@@ -209,6 +209,26 @@ def test_gguf_model_in_ksampler_graph_writes_video(comfy, comfy_base, tiny_model
     assert (frames, fps, w, h) == (5, 16.0, 64, 64)
 
 
+@pytest.mark.slow
+def test_torch_compile_model_node_compiles_around_dequantization(comfy, wan_files):
+    """TorchCompileModel (inductor) on a Q8_0 model samples what the eager model samples."""
+    import nodes as core_nodes
+
+    model = load_gguf(comfy, wan_files["Q8_0"].name)
+    compiled = comfy.node_class("TorchCompileModel").execute(model, "inductor").result[0]
+    g = torch.Generator().manual_seed(3)
+    latent = {"samples": torch.randn(1, 16, 3, 8, 8, generator=g)}
+    cond = [[torch.randn(1, 16, 4096, generator=g),
+             {"concat_latent_image": torch.randn(1, 16, 3, 8, 8, generator=g), "concat_mask": torch.ones(1, 4, 3, 8, 8)}]]
+
+    def sample(m):
+        return core_nodes.common_ksampler(m, 5, 2, 1.0, "euler", "simple", cond, cond, latent)[0]["samples"]
+
+    eager = sample(model)
+    assert rel_max_err(sample(compiled), eager) <= 1e-4
+    assert any(type(m).__module__.endswith("comfy_ggml_ops") for m in model.model.diffusion_model.modules())
+
+
 # ---------------------------------------------------------------- refusals
 
 

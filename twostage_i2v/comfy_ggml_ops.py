@@ -29,6 +29,9 @@ class GGMLLayer:
     """Mixin for a comfy.ops layer class; ``ggml_native`` is set per ops family."""
 
     ggml_native = False
+    # Set at load: a plain bool, because torch.compile's tracer cannot take isinstance()
+    # on a Parameter holding a tensor subclass (it recurses).
+    ggml_packed = False
 
     def _ggml_dtype(self, name):
         return getattr(self, f"{name}_comfy_model_dtype", None) or torch.float32
@@ -42,6 +45,7 @@ class GGMLLayer:
                     value = self._ggml_native_param(name, value)
                 # Assign, never copy: the tensor is a view of the mapped file.
                 setattr(self, name, torch.nn.Parameter(value, requires_grad=False))
+                self.ggml_packed = self.ggml_packed or isinstance(value, GGMLTensor)
             elif getattr(self, name, None) is not None or (name == "bias" and getattr(self, "comfy_need_lazy_init_bias", False)):
                 missing_keys.append(key)
         for key in state_dict:
@@ -63,7 +67,7 @@ class GGMLLayer:
         if self.ggml_native:
             return False  # core comfy.ops streams and casts packed weights itself
         return (
-            isinstance(self.weight, GGMLTensor)
+            self.ggml_packed
             or bool(getattr(self, "weight_function", None))
             or bool(getattr(self, "bias_function", None))
         )
@@ -72,6 +76,9 @@ class GGMLLayer:
         # 0.3.75's lowvram patch calls this on the cast weight; a packed one is dequantized.
         return weight.dequantize() if hasattr(weight, "_layout_cls") else weight
 
+    # torch.compile (TorchCompileModel) compiles around this: dequantization stays eager
+    # and exact, the layer's math and everything between layers is compiled.
+    @torch.compiler.disable
     def ggml_weight_bias(self, dtype, device):
         weight = materialize(self.weight, dtype, device)
         for fn in getattr(self, "weight_function", ()):
@@ -118,7 +125,10 @@ def _make_layers(base):
         def forward(self, input, out_dtype=None, *args, **kwargs):
             if not self._ggml_needed():
                 return super().forward(input, out_dtype=out_dtype, *args, **kwargs)
-            dtype = out_dtype or torch.float32
+            return self._ggml_embedding(input, out_dtype or torch.float32)
+
+        @torch.compiler.disable
+        def _ggml_embedding(self, input, dtype):
             w = self.weight
             if isinstance(w, GGMLTensor) and not self.weight_function:
                 # Dequantize only the rows looked up: a quantized row is whole blocks.
