@@ -8,6 +8,7 @@ Makefile runs the suite once per tree.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,33 @@ def server(comfy, comfy_base, tiny_models, artifacts):
     log = artifacts / f"server-{comfy.version}.log"
     with ComfyServer(comfy.root, comfy_base, log) as srv:
         yield srv
+
+
+@dataclass
+class Workflow1Run:
+    """Shipped workflow 1, small models and CPU sizes, run once on the shared server."""
+
+    mp4: Path  # the video SaveVideo wrote (workflow and prompt in its metadata)
+    png: Path  # the first-frame PNG (the fallback that carries the workflow too)
+    workflow: dict  # the UI workflow submitted (extra_pnginfo)
+    prompt: dict  # the API prompt submitted
+    outputs: dict  # the history entry's outputs
+    run: object  # workflow_build.SmallRun: the sizes used
+
+
+@pytest.fixture(scope="session")
+def workflow1_run(server, comfy_base, tiny_models) -> Workflow1Run:
+    """Workflow 1 through the real server (both stages): the slow run, once per session."""
+    from twostage_i2v import demo_graph
+    from twostage_i2v.workflow_build import SmallRun
+    from twostage_i2v.workflow_validate import object_info_from_server
+
+    names = demo_graph.install_models(comfy_base)
+    run = SmallRun()
+    ui, prompt = demo_graph.small_workflow(object_info_from_server(server.url), names, run)
+    entry = server.client.run(prompt, workflow=ui, timeout=1800)
+    files = demo_graph.saved_files(entry["outputs"], Path(comfy_base) / "output")
+    mp4s = [f for f in files if f.suffix == ".mp4"]
+    pngs = [f for f in files if f.suffix == ".png" and "first_frame" in f.name]
+    assert len(mp4s) == 1 and len(pngs) == 1, f"expected one MP4 and one first-frame PNG, got {files}"
+    return Workflow1Run(mp4s[0], pngs[0], ui, prompt, entry["outputs"], run)

@@ -116,6 +116,12 @@ def _build_umt5(path: Path, type_name: str) -> None:
     tiny_umt5.write_tiny_umt5_gguf(path, type_name)
 
 
+def _build_sdxl(path: Path) -> None:
+    from . import tiny_sdxl
+
+    tiny_sdxl.write_tiny_sdxl(path)
+
+
 @dataclass(frozen=True)
 class TinyModel:
     file_name: str
@@ -134,6 +140,7 @@ MODELS: dict[str, TinyModel] = {
     "clip_vision_h": TinyModel("clip_vision_h_random.safetensors", "clip_vision", _st(clip_vision_h_state_dict)),
     "umt5_f32": TinyModel("umt5-tiny-encoder-F32.gguf", "text_encoders", lambda p: _build_umt5(p, "F32")),
     "umt5_q8_0": TinyModel("umt5-tiny-encoder-Q8_0.gguf", "text_encoders", lambda p: _build_umt5(p, "Q8_0")),
+    "sdxl": TinyModel("sdxl_tiny_random.safetensors", "checkpoints", _build_sdxl),  # stage 1 (SDXL family)
 }
 
 
@@ -154,12 +161,18 @@ def install_into(base_dir: Path, names=None) -> dict[str, Path]:
         src = build(name)
         folder = Path(base_dir) / "models" / spec.folder
         folder.mkdir(parents=True, exist_ok=True)
-        link = folder / spec.file_name
-        if not link.exists():
-            link.symlink_to(src)
-        out[name] = link
+        out[name] = link_model(src, folder / spec.file_name)
     _forget_cached_listings()
     return out
+
+
+def link_model(src: Path, link: Path) -> Path:
+    """Symlink ``link`` -> ``src``; a link left pointing at another cache (or at nothing) is replaced."""
+    if link.is_symlink() and link.resolve() != Path(src).resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(src)
+    return link
 
 
 def _forget_cached_listings() -> None:

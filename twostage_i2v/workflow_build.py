@@ -1,0 +1,583 @@
+"""The shipped workflows, described in code and written in the UI format the
+ComfyUI frontend saves (``version`` 0.4: nodes, links, groups, extra).
+
+Widget values are given by input name and laid out by the node definitions of
+``/object_info`` (``workflow_convert.widget_layout``), so a widget added to a
+node upstream cannot silently shift the values: the build fails on an unknown
+name, and the validator checks the files against a live ComfyUI.
+
+``scripts/build-workflows.py`` writes the files; ``WORKFLOWS`` lists them.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass, field
+
+from . import __version__
+from .workflow_convert import FRONTEND_ONLY, input_specs, widget_layout
+
+PACKAGE_CNR_ID = "comfyui-twostage-i2v"
+PACKAGE_PREFIX = "TwoStageI2V_"
+# The ComfyUI whose node definitions lay the widgets out (the primary target).
+CORE_VER = "0.30.0"
+STAGE_GROUP_COLOR = {"stage1": "#3f789e", "bridge": "#8a6d3b", "stage2": "#4f7d52"}
+POSITIVE_COLORS = {"color": "#232", "bgcolor": "#353"}
+NEGATIVE_COLORS = {"color": "#223", "bgcolor": "#335"}
+NOTE_COLORS = {"color": "#432", "bgcolor": "#653"}
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    url: str
+    directory: str  # ComfyUI models/ folder
+
+    def as_property(self) -> dict:
+        return {"name": self.name, "url": self.url, "directory": self.directory}
+
+
+_HF = "https://huggingface.co"
+_REPACK = f"{_HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+MODEL_FILES = {
+    "sdxl": ModelFile("sd_xl_base_1.0.safetensors",
+                      f"{_HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+                      "checkpoints"),
+    "wan_480p": ModelFile("wan2.1-i2v-14b-480p-Q4_K_M.gguf",
+                          f"{_HF}/city96/Wan2.1-I2V-14B-480P-gguf/resolve/main/wan2.1-i2v-14b-480p-Q4_K_M.gguf",
+                          "diffusion_models"),
+    "wan_720p": ModelFile("wan2.1-i2v-14b-720p-Q4_K_M.gguf",
+                          f"{_HF}/city96/Wan2.1-I2V-14B-720P-gguf/resolve/main/wan2.1-i2v-14b-720p-Q4_K_M.gguf",
+                          "diffusion_models"),
+    "umt5": ModelFile("umt5-xxl-encoder-Q8_0.gguf",
+                      f"{_HF}/city96/umt5-xxl-encoder-gguf/resolve/main/umt5-xxl-encoder-Q8_0.gguf", "text_encoders"),
+    "clip_vision": ModelFile("clip_vision_h.safetensors", f"{_REPACK}/clip_vision/clip_vision_h.safetensors",
+                             "clip_vision"),
+    "vae": ModelFile("wan_2.1_vae.safetensors", f"{_REPACK}/vae/wan_2.1_vae.safetensors", "vae"),
+}
+LORA_PLACEHOLDER = "your_character_lora.safetensors"
+START_IMAGE = "start_image.png"
+
+STAGE1_POSITIVE = ("masterpiece, best quality, 1girl, solo, long silver hair, blue eyes, white sundress, "
+                   "standing in a flower field, upper body, looking at viewer, soft sunlight, detailed background")
+STAGE1_NEGATIVE = ("worst quality, low quality, lowres, bad anatomy, bad hands, extra fingers, watermark, "
+                   "signature, text, blurry, jpeg artifacts")
+# The Wan I2V side describes motion only: the still already fixes the look.
+MOTION = ("Her hair and dress sway gently in the breeze, she blinks and smiles softly, "
+          "petals drift past, soft ambient lighting, anime illustration style")
+
+# Wan 2.1's official I2V setup (wan/configs, generate.py): 81 frames at 16 fps,
+# 40 steps, guidance 5.0, flow shift 3.0 at 480p and 5.0 at 720p, UniPC solver.
+WAN_FRAMES, WAN_FPS, WAN_STEPS, WAN_CFG = 81, 16.0, 40, 5.0
+WAN_SHIFT = {"480p": 3.0, "720p": 5.0}
+WAN_SAMPLER, WAN_SCHEDULER = "uni_pc", "simple"
+# Stage 1: what SDXL anime checkpoints (Illustrious XL and kin) recommend.
+SDXL_STEPS, SDXL_CFG, SDXL_SAMPLER, SDXL_SCHEDULER = 28, 6.0, "euler_ancestral", "normal"
+STAGE1_SEED, STAGE2_SEED = 123456789, 42
+
+
+class BuildError(ValueError):
+    pass
+
+
+@dataclass
+class _Node:
+    id: int
+    type: str
+    pos: tuple
+    widgets: dict
+    title: str | None = None
+    mode: int = 0
+    size: tuple | None = None
+    colors: dict = field(default_factory=dict)
+    models: list = field(default_factory=list)
+    note_text: str | None = None
+    linked_widgets: dict = field(default_factory=dict)  # widget name -> link id
+    socket_links: dict = field(default_factory=dict)  # input name -> link id
+    out_links: dict = field(default_factory=dict)  # output slot -> [link ids]
+
+
+class GraphBuilder:
+    """Nodes, links and groups by name; ``build()`` lays them out in the frontend's format."""
+
+    def __init__(self, object_info: dict, name: str):
+        self.object_info = object_info
+        self.name = name
+        self.nodes: dict[int, _Node] = {}
+        self.links: list[list] = []
+        self.groups: list[tuple] = []
+        self.stacks: list[tuple] = []
+
+    def _def(self, node_type: str) -> dict:
+        try:
+            return self.object_info[node_type]
+        except KeyError:
+            raise BuildError(f"{self.name}: node type {node_type!r} is not in this ComfyUI's node definitions") from None
+
+    def add(self, node_type: str, pos, *, title=None, mode=0, size=None, colors=None, models=(), **widgets) -> int:
+        node_def = self._def(node_type)
+        known = {s.name for s in widget_layout(node_def)}
+        unknown = set(widgets) - known
+        if unknown:
+            raise BuildError(f"{self.name}: {node_type} has no widget(s) {sorted(unknown)}; it has {sorted(known)}")
+        nid = len(self.nodes) + 1
+        self.nodes[nid] = _Node(nid, node_type, tuple(pos), dict(widgets), title, mode, size, dict(colors or {}),
+                                [m.as_property() for m in models])
+        return nid
+
+    def note(self, text: str, pos, size, *, title: str, markdown: bool = False) -> int:
+        nid = len(self.nodes) + 1
+        self.nodes[nid] = _Node(nid, "MarkdownNote" if markdown else "Note", tuple(pos), {}, title, 0, tuple(size),
+                                dict(NOTE_COLORS), note_text=text)
+        return nid
+
+    def connect(self, src: int, output, dst: int, input_name: str) -> int:
+        src_node, dst_node = self.nodes[src], self.nodes[dst]
+        src_def, dst_def = self._def(src_node.type), self._def(dst_node.type)
+        names = list(src_def.get("output_name") or src_def.get("output") or [])
+        slot = output if isinstance(output, int) else names.index(output)
+        out_type = src_def["output"][slot]
+        spec = next((s for s in input_specs(dst_def) if s.name == input_name), None)
+        if spec is None:
+            raise BuildError(f"{self.name}: {dst_node.type} has no input {input_name!r}")
+        if spec.type != out_type and "*" not in (spec.type, out_type):
+            raise BuildError(f"{self.name}: {src_node.type}.{names[slot]} is {out_type}, "
+                             f"{dst_node.type}.{input_name} wants {spec.type}")
+        lid = len(self.links) + 1
+        if spec.is_widget:
+            dst_node.linked_widgets[input_name] = lid
+        else:
+            dst_node.socket_links[input_name] = lid
+        src_node.out_links.setdefault(slot, []).append(lid)
+        self.links.append([lid, src, slot, dst, None, out_type])  # target slot filled in build()
+        return lid
+
+    def group(self, title: str, node_ids, color: str) -> None:
+        self.groups.append((title, list(node_ids), color))
+
+    def stack(self, x: float, node_ids, y: float = 60, gap: float = 50) -> None:
+        """Place nodes in a column at ``x``, top to bottom, spaced by their computed sizes."""
+        self.stacks.append((x, y, gap, list(node_ids)))
+
+    # -- layout ----------------------------------------------------------------
+
+    def _widget_values(self, node: _Node) -> list:
+        values = []
+        for slot in widget_layout(self._def(node.type)):
+            spec = slot.spec
+            if slot.kind == "control":
+                values.append(node.widgets.get(slot.name, "fixed"))
+            elif slot.kind == "upload":
+                values.append("image")  # the upload button's value, as the frontend saves it
+            elif slot.name in node.widgets:
+                values.append(node.widgets[slot.name])
+            elif "default" in spec.options:
+                values.append(spec.options["default"])
+            elif spec.choices:
+                values.append(spec.choices[0])
+            else:
+                raise BuildError(f"{self.name}: {node.type}.{slot.name} has no default; give it a value")
+        return values
+
+    def _size(self, node: _Node, n_inputs: int, n_outputs: int, n_widgets: int) -> list:
+        if node.size:
+            return list(node.size)
+        width = 340 if node.type.startswith(PACKAGE_PREFIX) else 315
+        height = 30 + 22 * max(n_inputs, n_outputs) + 26 * n_widgets
+        spec_multiline = [s for s in input_specs(self._def(node.type)) if s.options.get("multiline")]
+        height += 90 * len(spec_multiline)
+        if node.type in ("PreviewImage", "SaveImage", "SaveVideo"):
+            width, height = 320, max(height, 300)
+        return [width, height]
+
+    def _order(self) -> dict[int, int]:
+        deps = {nid: set() for nid in self.nodes}
+        for _, src, _, dst, _, _ in self.links:
+            deps[dst].add(src)
+        order, done = {}, set()
+        while len(done) < len(deps):
+            ready = sorted(n for n in deps if n not in done and deps[n] <= done)
+            if not ready:
+                raise BuildError(f"{self.name}: the graph has a cycle")
+            for n in ready:
+                order[n] = len(order)
+                done.add(n)
+        return order
+
+    def build(self, *, ds_scale: float = 0.55, ds_offset=(520, 120)) -> dict:
+        order = self._order()
+        nodes_out = []
+        for nid, node in self.nodes.items():
+            if node.type in FRONTEND_ONLY:
+                entry = {"id": nid, "type": node.type, "pos": list(node.pos), "size": list(node.size), "flags": {},
+                         "order": order[nid], "mode": 0, "inputs": [], "outputs": [], "title": node.title,
+                         "properties": {}, "widgets_values": [node.note_text], **node.colors}
+                nodes_out.append(entry)
+                continue
+            node_def = self._def(node.type)
+            inputs = []
+            for spec in input_specs(node_def):
+                if spec.is_widget:
+                    continue
+                item = {"name": spec.name, "type": spec.type, "link": node.socket_links.get(spec.name)}
+                if spec.optional:
+                    item["shape"] = 7  # the frontend's mark for an optional socket
+                inputs.append(item)
+            for spec in input_specs(node_def):
+                if spec.is_widget and spec.name in node.linked_widgets:
+                    inputs.append({"name": spec.name, "type": spec.type, "widget": {"name": spec.name},
+                                   "link": node.linked_widgets[spec.name]})
+            for slot_index, item in enumerate(inputs):
+                if item["link"] is not None:
+                    self.links[item["link"] - 1][4] = slot_index
+            names = list(node_def.get("output_name") or node_def.get("output") or [])
+            outputs = []
+            for i, out_type in enumerate(node_def.get("output") or []):
+                outputs.append({"name": names[i] if i < len(names) else out_type, "type": out_type,
+                                "slot_index": i, "links": node.out_links.get(i) or None})
+            widgets_values = self._widget_values(node)
+            props = {"Node name for S&R": node.type}
+            if node.type.startswith(PACKAGE_PREFIX):
+                props.update({"cnr_id": PACKAGE_CNR_ID, "ver": __version__})
+            else:
+                props.update({"cnr_id": "comfy-core", "ver": CORE_VER})
+            if node.models:
+                props["models"] = node.models
+            entry = {"id": nid, "type": node.type, "pos": list(node.pos),
+                     "size": self._size(node, len(inputs), len(outputs), len(widgets_values)),
+                     "flags": {}, "order": order[nid], "mode": node.mode, "inputs": inputs, "outputs": outputs}
+            if node.title:
+                entry["title"] = node.title
+            entry["properties"] = props
+            entry["widgets_values"] = widgets_values
+            entry.update(node.colors)
+            nodes_out.append(entry)
+        by_id = {n["id"]: n for n in nodes_out}
+        for x, y, gap, members in self.stacks:
+            for nid in members:
+                by_id[nid]["pos"] = [x, y]
+                y += by_id[nid]["size"][1] + 30 + gap  # 30: the title bar above pos
+        groups = []
+        for gid, (title, members, color) in enumerate(self.groups, start=1):
+            xs0 = [by_id[m]["pos"][0] for m in members]
+            ys0 = [by_id[m]["pos"][1] for m in members]
+            xs1 = [by_id[m]["pos"][0] + by_id[m]["size"][0] for m in members]
+            ys1 = [by_id[m]["pos"][1] + by_id[m]["size"][1] for m in members]
+            # A node's title bar sits 30 px above its pos; the group's own title needs about 50 more.
+            left, top = min(xs0) - 20, min(ys0) - 30 - 56
+            groups.append({"id": gid, "title": title, "bounding": [left, top, max(xs1) + 20 - left, max(ys1) + 20 - top],
+                           "color": color, "font_size": 24, "flags": {}})
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PACKAGE_CNR_ID}/{self.name}")),
+            "revision": 0,
+            "last_node_id": max(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": nodes_out,
+            "links": [list(link) for link in self.links],
+            "groups": groups,
+            "config": {},
+            "extra": {"ds": {"scale": ds_scale, "offset": list(ds_offset)}},
+            "version": 0.4,
+        }
+
+
+# -- the notes -----------------------------------------------------------------
+
+def model_note(models: list[ModelFile], stage1: bool) -> str:
+    lines = ["Put each file in the folder shown (under `ComfyUI/models/`):", ""]
+    for m in models:
+        lines.append(f"- **{m.directory}/** [{m.name}]({m.url})")
+    lines += [
+        "",
+        "The Wan model may also go in `models/unet/`, the text encoder in `models/clip/`.",
+        "Other quantizations work the same way: Q3_K_S (7.9 GB) fits 8 GB cards, Q5_K_M / Q6_K / Q8_0 "
+        "(18.1 GB) look closer to the original.",
+    ]
+    if stage1:
+        lines += [
+            "",
+            "Stage 1 takes any SDXL-family checkpoint in `models/checkpoints/`: SDXL base as linked, or an "
+            "anime one such as Illustrious XL or Animagine XL. A character or style LoRA goes in "
+            "`models/loras/`: pick it in the *Character LoRA* node and un-bypass that node (Ctrl+B).",
+        ]
+    return "\n".join(lines)
+
+
+def speed_note(resolution: str) -> str:
+    shift = WAN_SHIFT[resolution]
+    return "\n".join([
+        "Defaults = Wan 2.1's official image-to-video setup: "
+        f"{WAN_FRAMES} frames at {WAN_FPS:g} fps (about 5 s), {WAN_STEPS} steps, CFG {WAN_CFG:g}, "
+        f"shift {shift:g}, UniPC sampler (uni_pc) with the simple scheduler.",
+        "",
+        "Faster, at some cost in quality:",
+        "- Steps 20 to 30 on the Wan KSampler (uni_pc holds up well at 25).",
+        "- Fewer frames on the Stage Bridge: 49 (3 s) or 33 (2 s). Keep 4n+1.",
+        "- A smaller quantization (Q3_K_S) when the model does not fit in VRAM: offloading costs more than the "
+        "quality you lose.",
+        "- Text encoder device 'cpu' frees VRAM for the video model.",
+        "- Seeds are fixed: once the still is right, changing only the motion re-runs stage 2 alone.",
+        "- Stage 1 at 20 steps while you look for a composition.",
+        "",
+        "CreateVideo's fps and the Stage Bridge's fps should match (16 for Wan 2.1).",
+    ])
+
+
+# -- the four workflows --------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    title: str
+    stage1: bool
+    target: str
+    resolution: str  # "480p" or "720p"
+
+
+WORKFLOWS = (
+    WorkflowSpec("two_stage_i2v_480p", "Two-stage: SDXL still -> Wan 2.1 I2V 480p", True, "832x480 (480p)", "480p"),
+    WorkflowSpec("two_stage_i2v_480p_portrait", "Two-stage portrait: SDXL still -> Wan 2.1 I2V 480x832", True,
+                 "480x832 (480p portrait)", "480p"),
+    WorkflowSpec("i2v_from_image_480p", "Your image -> Wan 2.1 I2V 480p", False, "832x480 (480p)", "480p"),
+    WorkflowSpec("two_stage_i2v_720p", "Two-stage: SDXL still -> Wan 2.1 I2V 720p", True, "1280x720 (720p)", "720p"),
+)
+SPEC_BY_NAME = {s.name: s for s in WORKFLOWS}
+
+
+def _target_size(target: str) -> tuple[int, int]:
+    w, h = target.split(" ")[0].split("x")
+    return int(w), int(h)
+
+
+def _stage1_size(w: int, h: int) -> tuple[int, int]:
+    # Shown on the linked EmptyLatentImage widgets: what the Stage Plan node computes at run time.
+    from .bridge import stage1_size
+
+    return stage1_size(w, h)
+
+
+def build_workflow(spec: WorkflowSpec, object_info: dict) -> dict:
+    g = GraphBuilder(object_info, spec.name)
+    wan_model = MODEL_FILES["wan_720p" if spec.resolution == "720p" else "wan_480p"]
+    tw, th = _target_size(spec.target)
+    P = (0, 0)  # placed by the column stacks below
+    models = [MODEL_FILES["sdxl"]] if spec.stage1 else []
+    models += [wan_model, MODEL_FILES["umt5"], MODEL_FILES["clip_vision"], MODEL_FILES["vae"]]
+
+    x = 0
+    if spec.stage1:
+        ckpt = g.add("CheckpointLoaderSimple", P, title="Load SDXL / Illustrious XL checkpoint",
+                     models=[MODEL_FILES["sdxl"]], ckpt_name=MODEL_FILES["sdxl"].name)
+        lora = g.add("LoraLoader", P, title="Character LoRA (optional: pick it, then Ctrl+B to enable)",
+                     mode=4, lora_name=LORA_PLACEHOLDER, strength_model=0.8, strength_clip=0.8)
+        plan = g.add("TwoStageI2V_StagePlan", P, title="Stage Plan (pick the video size here)",
+                     target=spec.target, width=tw, height=th)
+        pos = g.add("CLIPTextEncode", P, title="Still: positive prompt", size=(420, 200),
+                    colors=POSITIVE_COLORS, text=STAGE1_POSITIVE)
+        neg = g.add("CLIPTextEncode", P, title="Still: negative prompt", size=(420, 150),
+                    colors=NEGATIVE_COLORS, text=STAGE1_NEGATIVE)
+        s1w, s1h = _stage1_size(tw, th)
+        latent = g.add("EmptyLatentImage", P, title="Still size (from Stage Plan)", width=s1w, height=s1h,
+                       batch_size=1)
+        ks1 = g.add("KSampler", P, title="KSampler (still)", seed=STAGE1_SEED, steps=SDXL_STEPS,
+                    cfg=SDXL_CFG, sampler_name=SDXL_SAMPLER, scheduler=SDXL_SCHEDULER, denoise=1.0)
+        dec1 = g.add("VAEDecode", P)
+        preview = g.add("PreviewImage", P, title="The still", size=(320, 320))
+        g.connect(ckpt, "MODEL", lora, "model")
+        g.connect(ckpt, "CLIP", lora, "clip")
+        g.connect(lora, "MODEL", ks1, "model")
+        g.connect(lora, "CLIP", pos, "clip")
+        g.connect(lora, "CLIP", neg, "clip")
+        g.connect(plan, "stage1_width", latent, "width")
+        g.connect(plan, "stage1_height", latent, "height")
+        g.connect(pos, 0, ks1, "positive")
+        g.connect(neg, 0, ks1, "negative")
+        g.connect(latent, 0, ks1, "latent_image")
+        g.connect(ks1, 0, dec1, "samples")
+        g.connect(ckpt, "VAE", dec1, "vae")
+        g.connect(dec1, 0, preview, "images")
+        g.stack(x, [ckpt, lora, plan])
+        g.stack(x + 380, [pos, neg, latent])
+        g.stack(x + 840, [ks1, dec1])
+        g.stack(x + 1195, [preview])
+        stage1_nodes = [ckpt, lora, plan, pos, neg, latent, ks1, dec1, preview]
+        x += 1600
+        bridge = g.add("TwoStageI2V_StageBridge", P, title="Stage Bridge (still → Wan frame)",
+                       target="custom", width=tw, height=th, fit="crop", frames=WAN_FRAMES, fps=WAN_FPS)
+        g.connect(dec1, 0, bridge, "image")
+        g.connect(plan, "width", bridge, "width")
+        g.connect(plan, "height", bridge, "height")
+        g.stack(x, [bridge])
+        bridge_group = [bridge]
+        x, y2 = 0, 1000  # stage 2 on a second row: the whole graph fits a screen (and a thumbnail)
+    else:
+        load = g.add("LoadImage", P, title="Your start image", size=(320, 360), image=START_IMAGE)
+        bridge = g.add("TwoStageI2V_StageBridge", P, title="Stage Bridge (image → Wan frame)",
+                       target=spec.target, fit="crop", frames=WAN_FRAMES, fps=WAN_FPS)
+        g.connect(load, "IMAGE", bridge, "image")
+        g.stack(x, [load])
+        g.stack(x + 360, [bridge])
+        bridge_group = [load, bridge]
+        x, y2 = 800, 60
+
+    unet = g.add("TwoStageI2V_WanI2VLoaderGGUF", P, models=[wan_model], unet_name=wan_model.name)
+    te = g.add("TwoStageI2V_TextEncoderGGUF", P, models=[MODEL_FILES["umt5"]],
+               clip_name=MODEL_FILES["umt5"].name, device="default")
+    cvl = g.add("CLIPVisionLoader", P, models=[MODEL_FILES["clip_vision"]], clip_name=MODEL_FILES["clip_vision"].name)
+    vae = g.add("VAELoader", P, title="Load Wan VAE", models=[MODEL_FILES["vae"]], vae_name=MODEL_FILES["vae"].name)
+    cve = g.add("CLIPVisionEncode", P, crop="none")
+    motion = g.add("TwoStageI2V_MotionPrompt", P, size=(420, 440), colors=POSITIVE_COLORS, motion=MOTION,
+                   camera="none", pace="natural", lint="warn")
+    i2v = g.add("WanImageToVideo", P, width=tw, height=th, length=WAN_FRAMES, batch_size=1)
+    msd3 = g.add("ModelSamplingSD3", P, title="ModelSamplingSD3 (Wan shift)", shift=WAN_SHIFT[spec.resolution])
+    ks2 = g.add("KSampler", P, title="KSampler (Wan I2V)", seed=STAGE2_SEED, steps=WAN_STEPS, cfg=WAN_CFG,
+                sampler_name=WAN_SAMPLER, scheduler=WAN_SCHEDULER, denoise=1.0)
+    dec2 = g.add("VAEDecode", P, title="VAE Decode (video)")
+    video = g.add("CreateVideo", P, fps=WAN_FPS)
+    save = g.add("SaveVideo", P, title="Save Video (MP4 carries the workflow)", size=(360, 400),
+                 filename_prefix=f"video/{spec.name}", format="mp4", codec="auto")
+    first = g.add("ImageFromBatch", P, title="First frame", batch_index=0, length=1)
+    save_png = g.add("SaveImage", P, title="First frame PNG (carries the workflow too)", size=(360, 300),
+                     filename_prefix=f"video/{spec.name}_first_frame")
+    g.connect(te, 0, motion, "clip")
+    g.connect(cvl, 0, cve, "clip_vision")
+    g.connect(bridge, "image", cve, "image")
+    g.connect(motion, "positive", i2v, "positive")
+    g.connect(motion, "negative", i2v, "negative")
+    g.connect(vae, 0, i2v, "vae")
+    g.connect(cve, 0, i2v, "clip_vision_output")
+    g.connect(bridge, "image", i2v, "start_image")
+    g.connect(bridge, "width", i2v, "width")
+    g.connect(bridge, "height", i2v, "height")
+    g.connect(bridge, "length", i2v, "length")
+    g.connect(unet, 0, msd3, "model")
+    g.connect(msd3, 0, ks2, "model")
+    g.connect(i2v, "positive", ks2, "positive")
+    g.connect(i2v, "negative", ks2, "negative")
+    g.connect(i2v, "latent", ks2, "latent_image")
+    g.connect(ks2, 0, dec2, "samples")
+    g.connect(vae, 0, dec2, "vae")
+    g.connect(dec2, 0, video, "images")
+    g.connect(video, 0, save, "video")
+    g.connect(dec2, 0, first, "image")
+    g.connect(first, 0, save_png, "images")
+    g.stack(x, [unet, te, cvl, vae, cve], y=y2)
+    g.stack(x + 380, [motion], y=y2)
+    g.stack(x + 840, [i2v, msd3, ks2], y=y2)
+    g.stack(x + 1200, [dec2, video, save], y=y2)
+    g.stack(x + 1600, [first, save_png], y=y2)
+    stage2_nodes = [unet, te, cvl, vae, cve, motion, i2v, msd3, ks2, dec2, video, save, first, save_png]
+
+    notes = [g.note(model_note(models, spec.stage1), P, (440, 400), title="Model files", markdown=True),
+             g.note(speed_note(spec.resolution), P, (440, 400), title="Defaults and faster settings")]
+    g.stack(-500, notes)
+
+    if spec.stage1:
+        g.group("Stage 1: image", stage1_nodes, STAGE_GROUP_COLOR["stage1"])
+        g.group("Bridge", bridge_group, STAGE_GROUP_COLOR["bridge"])
+    else:
+        g.group("Start image and bridge", bridge_group, STAGE_GROUP_COLOR["bridge"])
+    g.group("Stage 2: motion", stage2_nodes, STAGE_GROUP_COLOR["stage2"])
+    return g.build()
+
+
+def build_all(object_info: dict) -> dict[str, dict]:
+    return {spec.name: build_workflow(spec, object_info) for spec in WORKFLOWS}
+
+
+def node_count(workflow: dict) -> int:
+    return len(workflow.get("nodes") or [])
+
+
+# -- variants (the demo and the tests run workflow 1 small) --------------------
+
+def find_nodes(workflow: dict, node_type: str, title_contains: str | None = None) -> list[dict]:
+    return [n for n in workflow["nodes"] if n["type"] == node_type
+            and (title_contains is None or title_contains in (n.get("title") or ""))]
+
+
+def set_widget(workflow: dict, node: dict, name: str, value, object_info: dict) -> None:
+    """Set one widget value by input name, unlinking the widget if something fed it."""
+    layout = widget_layout(object_info[node["type"]], node.get("widgets_values"))
+    index = next((i for i, s in enumerate(layout) if s.name == name), None)
+    if index is None:
+        raise BuildError(f"{node['type']} has no widget {name!r}")
+    node["widgets_values"][index] = value
+    for pos, inp in enumerate(list(node.get("inputs") or [])):
+        if inp.get("name") == name and "widget" in inp:
+            lid = inp.get("link")
+            if lid is not None:
+                _remove_link(workflow, lid)
+            # A converted widget with no link is dropped from inputs, as a fresh node would have it.
+            node["inputs"].pop(pos)
+            _renumber_target_slots(workflow, node)
+            break
+
+
+def _remove_link(workflow: dict, lid: int) -> None:
+    workflow["links"] = [link for link in workflow["links"] if link[0] != lid]
+    for n in workflow["nodes"]:
+        for out in n.get("outputs") or []:
+            if out.get("links") and lid in out["links"]:
+                out["links"] = [x for x in out["links"] if x != lid] or None
+
+
+def _renumber_target_slots(workflow: dict, node: dict) -> None:
+    slot_of = {inp["link"]: i for i, inp in enumerate(node.get("inputs") or []) if inp.get("link") is not None}
+    for link in workflow["links"]:
+        if link[3] == node["id"] and link[0] in slot_of:
+            link[4] = slot_of[link[0]]
+
+
+@dataclass(frozen=True)
+class SmallRun:
+    """Sizes a CPU can run in minutes instead of hours (832x480x81 at 40 steps is hours on a CPU)."""
+
+    still: tuple = (128, 128)
+    video: tuple = (64, 64)
+    frames: int = 9
+    steps: int = 2
+
+
+def small_variant(workflow: dict, object_info: dict, model_names: dict, run: SmallRun = SmallRun()) -> dict:
+    """Workflow 1 with model file names swapped and CPU-size overrides, still a UI workflow.
+
+    ``model_names``: keys of ``MODEL_FILES`` ("sdxl", "wan_480p", "umt5", "clip_vision", "vae") -> file name.
+    """
+    wf = copy.deepcopy(workflow)
+    swaps = {
+        ("CheckpointLoaderSimple", "ckpt_name"): "sdxl",
+        ("TwoStageI2V_WanI2VLoaderGGUF", "unet_name"): "wan_480p",
+        ("TwoStageI2V_TextEncoderGGUF", "clip_name"): "umt5",
+        ("CLIPVisionLoader", "clip_name"): "clip_vision",
+        ("VAELoader", "vae_name"): "vae",
+    }
+    for (node_type, widget), key in swaps.items():
+        for node in find_nodes(wf, node_type):
+            if key in model_names:
+                set_widget(wf, node, widget, model_names[key], object_info)
+                node["properties"].pop("models", None)  # the downloads list names the real files
+    for node in find_nodes(wf, "EmptyLatentImage"):
+        set_widget(wf, node, "width", run.still[0], object_info)
+        set_widget(wf, node, "height", run.still[1], object_info)
+    for node in find_nodes(wf, "TwoStageI2V_StagePlan"):
+        set_widget(wf, node, "target", "custom", object_info)
+        set_widget(wf, node, "width", run.video[0], object_info)
+        set_widget(wf, node, "height", run.video[1], object_info)
+    for node in find_nodes(wf, "TwoStageI2V_StageBridge"):
+        set_widget(wf, node, "frames", run.frames, object_info)
+        if not any(i.get("name") == "width" and i.get("link") is not None for i in node.get("inputs") or []):
+            set_widget(wf, node, "target", "custom", object_info)
+            set_widget(wf, node, "width", run.video[0], object_info)
+            set_widget(wf, node, "height", run.video[1], object_info)
+    for node in find_nodes(wf, "KSampler"):
+        set_widget(wf, node, "steps", run.steps, object_info)
+    return wf
+
+
+def dump_json(data) -> str:
+    """The text the workflow files are written with (stable, readable diffs)."""
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
