@@ -1,14 +1,20 @@
 """Dequantization speed: twostage_i2v.dequant vs gguf-py's numpy reference.
 
     .venv/bin/python bench/dequant.py [--json] [--device cpu|cuda] [--dtype bf16|fp16|fp32]
-                                      [--values N] [--types Q4_K,Q8_0] [--repeat R]
+                                      [--values N] [--types Q4_K,Q8_0] [--repeat R] [--compiled]
 
 Per type: random valid blocks of N values (rows of 4096 values), best of R
 runs. GB/s counts output bytes (values * itemsize of --dtype) for both our
 dequantize and gguf-py's (which always makes float32; its time is still
 counted against the same byte count), their ratio, and a plain torch copy of
 an output-sized tensor (clone: allocation included, as for dequantize) as the
-memory ceiling, all measured in the same run.
+memory ceiling, all measured in the same run, runs interleaved.
+
+``goal``/``met``: issue 9's goal for the ratio (CPU, 2 threads, bf16 output).
+``--compiled`` also times the torch.compile'd float stage (what
+TWOSTAGE_I2V_COMPILED_DEQUANT=1 turns on; CPU only): ``gbps``/``ratio`` are then
+that path's and ``eager_gbps``/``eager_ratio`` the default eager path's. The
+one-off compile happens in the warm-up, outside the timing.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from twostage_i2v.ggml_types import TYPES, ggml_type, random_blocks  # noqa: E40
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ROW_VALUES = 4096
+# issue 9: ratio to gguf-py's numpy, CPU, 2 threads, bf16 output
+GOALS = {"Q8_0": 7.5, "Q4_K": 5, "Q5_K": 3.4, "Q6_K": 3.3, "Q3_K": 2.2, "Q2_K": 1.5,
+         "Q4_0": 1.7, "Q5_0": 1.5, "Q5_1": 1.4, "Q4_1": 1}
 
 
 def best_times(fns: dict, repeat: int, sync) -> dict:
@@ -48,7 +57,8 @@ def best_times(fns: dict, repeat: int, sync) -> dict:
     return best
 
 
-def bench_type(qtype, values: int, dtype: torch.dtype, device: str, repeat: int, gen: torch.Generator) -> dict:
+def bench_type(qtype, values: int, dtype: torch.dtype, device: str, repeat: int, gen: torch.Generator,
+               compiled: bool = False) -> dict:
     t = ggml_type(qtype)
     n_blocks = values // t.block_size
     values = n_blocks * t.block_size
@@ -61,23 +71,28 @@ def bench_type(qtype, values: int, dtype: torch.dtype, device: str, repeat: int,
     out_bytes = values * torch.empty((), dtype=dtype).element_size()
 
     src = torch.ones(shape, dtype=dtype, device=device)
-    best = best_times(
-        {
-            "ours": lambda: dequantize(data, qtype, shape, dtype),
-            "numpy": lambda: gguf.quants.dequantize(raw_np, t.qtype),
-            "copy": lambda: src.clone(),
-        },
-        repeat,
-        sync,
-    )
-    ours, ref, copy = best["ours"], best["numpy"], best["copy"]
-    return {
+    fns = {
+        "ours": lambda: dequantize(data, qtype, shape, dtype, compiled=False),
+        "numpy": lambda: gguf.quants.dequantize(raw_np, t.qtype),
+        "copy": lambda: src.clone(),
+    }
+    if compiled:
+        fns["compiled"] = lambda: dequantize(data, qtype, shape, dtype, compiled=True)
+    best = best_times(fns, repeat, sync)
+    ref, copy = best["numpy"], best["copy"]
+    ours = best["compiled" if compiled else "ours"]
+    row = {
         "type": t.name,
         "gbps": out_bytes / ours / 1e9,
         "numpy_gbps": out_bytes / ref / 1e9,
         "ratio": ref / ours,
         "copy_gbps": out_bytes / copy / 1e9,
     }
+    if compiled:
+        row.update(eager_gbps=out_bytes / best["ours"] / 1e9, eager_ratio=ref / best["ours"])
+    if t.name in GOALS:
+        row.update(goal=GOALS[t.name], met=row["ratio"] >= GOALS[t.name])
+    return row
 
 
 def main(argv=None) -> int:
@@ -88,7 +103,11 @@ def main(argv=None) -> int:
     p.add_argument("--values", type=int, default=8 * 1024 * 1024, help="values per tensor (default 8M)")
     p.add_argument("--types", default="", help="comma-separated type names (default: all supported)")
     p.add_argument("--repeat", type=int, default=7, help="runs per measurement; the best counts")
+    p.add_argument("--compiled", action="store_true", help="also time the torch.compile'd float stage (CPU)")
     args = p.parse_args(argv)
+    if args.compiled and args.device != "cpu":
+        print("error: --compiled is for --device cpu (on CUDA the eager float stage is already one kernel)", file=sys.stderr)
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
@@ -102,13 +121,19 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         with np.errstate(all="ignore"):
-            rows.append(bench_type(qtype, args.values, DTYPES[args.dtype], args.device, args.repeat, gen))
+            rows.append(bench_type(qtype, args.values, DTYPES[args.dtype], args.device, args.repeat, gen, args.compiled))
         if not args.json:
             r = rows[-1]
             if len(rows) == 1:
-                print(f"{args.values:,} values, {args.dtype} output, {args.device}, torch threads {torch.get_num_threads()}")
-                print(f"{'type':8} {'ours GB/s':>10} {'numpy GB/s':>11} {'ratio':>7} {'copy GB/s':>10}")
-            print(f"{r['type']:8} {r['gbps']:10.2f} {r['numpy_gbps']:11.2f} {r['ratio']:7.2f} {r['copy_gbps']:10.2f}", flush=True)
+                path = "compiled float stage" if args.compiled else "eager"
+                print(f"{args.values:,} values, {args.dtype} output, {args.device}, torch threads {torch.get_num_threads()}, "
+                      f"best of {args.repeat}; ours = {path}")
+                extra = f" {'eager GB/s':>10} {'eager x':>8}" if args.compiled else ""
+                print(f"{'type':8} {'ours GB/s':>10} {'numpy GB/s':>11} {'ratio':>7} {'copy GB/s':>10}{extra} {'goal':>6}  met")
+            extra = f" {r['eager_gbps']:10.2f} {r['eager_ratio']:8.2f}" if args.compiled else ""
+            goal = f"{r['goal']:6.1f}  {'yes' if r['met'] else 'NO'}" if "goal" in r else f"{'-':>6}  -"
+            print(f"{r['type']:8} {r['gbps']:10.2f} {r['numpy_gbps']:11.2f} {r['ratio']:7.2f} {r['copy_gbps']:10.2f}{extra} {goal}",
+                  flush=True)
     if args.json:
         print(json.dumps([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]))
     return 0

@@ -7,6 +7,9 @@ float16 outputs must equal our float32 output rounded once.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import gguf
 import numpy as np
 import pytest
@@ -29,10 +32,8 @@ pytestmark = pytest.mark.core
 QTYPES = list(TYPES)
 IDS = [t.name for t in QTYPES]
 LAYOUTS = [(3, 7), (37, 2)]  # rows x blocks per row; row counts that are not powers of two
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
-]
+# cuda cases exist only where there is a device: no skip noise on CPU machines
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _case(qtype, rows: int, blocks_per_row: int, seed: int = 0):
@@ -188,3 +189,44 @@ def test_random_blocks_are_valid(qtype):
     for f in fields:
         assert torch.isfinite(f.float()).all()
         assert (f.float() < 0).any() and (f.float() > 0).any()  # both signs, i.e. really random
+
+
+# --------------------------------------------------------------------------- compiled float stage
+
+_HAS_CXX = shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("clang++") is not None
+
+
+@pytest.mark.skipif(not _HAS_CXX, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.parametrize(
+    "qtype, dtype",
+    [
+        (gguf.GGMLQuantizationType.Q8_0, torch.bfloat16),  # the type the compiled path exists for
+        (gguf.GGMLQuantizationType.Q4_K, torch.float32),  # a minimum: a * q + b
+        (gguf.GGMLQuantizationType.IQ4_NL, torch.float16),  # codes as a transposed view
+    ],
+    ids=lambda v: getattr(v, "name", str(v).replace("torch.", "")),
+)
+def test_compiled_float_stage_matches_gguf_py(qtype, dtype, monkeypatch):
+    # small chunks so several full chunks take the compiled path and the partial last one the eager one
+    monkeypatch.setattr(dq, "CPU_CHUNK_VALUES", 160)
+    raw, shape, ref = _case(qtype, 37, 2, seed=6)
+    got = dequantize(raw, qtype, shape, dtype, compiled=True)
+    assert dq._COMPILED.get((qtype, dtype)) is not None, "the compiled path fell back to eager"
+    assert _same_bits(got, ref.to(dtype)) if dtype != torch.float32 else _ulp_diff(got, ref) <= 1
+
+
+def test_compile_failure_falls_back_to_exact_eager(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    qtype = gguf.GGMLQuantizationType.Q5_1
+    monkeypatch.setattr(dq, "CPU_CHUNK_VALUES", 160)
+    monkeypatch.setattr(dq, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
+    raw, shape, ref = _case(qtype, 37, 2, seed=7)
+    with pytest.warns(UserWarning, match="using eager torch"):
+        got = dequantize(raw, qtype, shape, torch.bfloat16, compiled=True)
+    assert _same_bits(got, ref.to(torch.bfloat16))
+    assert dq._COMPILED[(qtype, torch.bfloat16)] is None  # not tried again
+    monkeypatch.setenv(dq.COMPILED_ENV, "1")  # the environment switch takes the same path
+    assert _same_bits(dequantize(raw, qtype, shape, torch.bfloat16), ref.to(torch.bfloat16))

@@ -27,9 +27,24 @@ outputs are allocated through numpy, which asks Linux for transparent huge
 pages (page faults on a fresh 32 MB tensor otherwise cost more than all the
 arithmetic). On CUDA, mixed-dtype ops cast inside the kernel, so the float
 stage is one ``mul``/``addcmul`` straight into the output dtype.
+
+Eager CPU torch has no such op (mixed-dtype ops there cast through
+output-sized temporaries), so its float stage is three passes: codes to
+float32, scale, round into the output. Where that is the bottleneck (Q8_0,
+whose codes need no unpacking), ``compiled=True`` (or the environment
+variable ``TWOSTAGE_I2V_COMPILED_DEQUANT=1``) runs the float stage of every
+full chunk as one ``torch.compile``d pass: the same float32 arithmetic, so the
+same bits. It costs a compile per (type, dtype) on first use (seconds; cached
+by inductor across runs) and needs a C++ compiler; if compiling fails, the
+eager path takes over for the rest of the process.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+import types
+import warnings
 
 import numpy as np
 import torch
@@ -39,6 +54,7 @@ from .ggml_types import T, UnsupportedQuantType, ggml_type, quantized_nbytes
 __all__ = ["dequantize", "UnsupportedQuantType"]
 
 CPU_CHUNK_VALUES = 1 << 21
+COMPILED_ENV = "TWOSTAGE_I2V_COMPILED_DEQUANT"
 DEVICE_CHUNK_VALUES = 1 << 24
 _HUGE_PAGE_BYTES = 1 << 22  # numpy advises huge pages from 4 MiB on
 
@@ -60,7 +76,8 @@ def _words(x: torch.Tensor, dtype) -> torch.Tensor:
     try:
         return x.view(dtype)
     except RuntimeError:
-        return x.clone().view(dtype)
+        # not clone(): it keeps a one-row slice's odd stride, which view() rejects again
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x).view(dtype)
 
 
 def _f32_field(blocks: torch.Tensor, offset: int, dtype=torch.float16, count: int = 1) -> torch.Tensor:
@@ -245,7 +262,7 @@ class _Q3_K(_Codec):
     def scales(self, blocks):
         n = blocks.shape[0]
         # 16 six-bit scales: low nibbles in bytes 0..7 (low halves first), bit pairs in bytes 8..11
-        s = blocks[:, 96:108].contiguous().view(torch.int32)  # [n, 3]
+        s = _words(blocks[:, 96:108], torch.int32)  # [n, 3]
         low = torch.empty((n, 2, 2), dtype=torch.int32, device=blocks.device)
         _split_nibbles(s[:, 0:2], low)
         high = torch.empty((n, 4, 1), dtype=torch.int32, device=blocks.device)
@@ -391,6 +408,56 @@ def _float_staged(q, a, b, out: torch.Tensor, scratch: torch.Tensor | None) -> N
         out.copy_(scratch)
 
 
+def _float_one_pass(q, a, b, out: torch.Tensor) -> None:
+    """What the compiled CPU float stage computes: float32 products, rounded once on store."""
+    o = out.view(a.shape[0], a.shape[1], -1)
+    v = q.reshape(o.shape).to(torch.float32) * a
+    if b is not None:
+        v = v + b  # a * q is exact, so a fused multiply-add rounds the same way
+    o.copy_(v)
+
+
+_COMPILED: dict = {}  # (type, out dtype) -> compiled float stage, or None once compiling failed
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled_stage(qtype, dtype):
+    """The compiled float stage for one (type, dtype), or None where torch.compile is unavailable."""
+    key = (qtype, dtype)
+    if key not in _COMPILED:
+        with _COMPILED_LOCK:
+            if key not in _COMPILED:
+                try:
+                    # Dynamo caches compiled code per code object, with a recompile limit: a copy of
+                    # the function per key keeps one type's compile from evicting another's.
+                    # dynamic=False: full chunks all have one shape, so each key compiles once.
+                    code = _float_one_pass.__code__.replace(co_name=f"_float_one_pass_{ggml_type(qtype).name}_{str(dtype)[6:]}")
+                    fn = types.FunctionType(code, _float_one_pass.__globals__, code.co_name)
+                    _COMPILED[key] = torch.compile(fn, dynamic=False)
+                except Exception as exc:  # noqa: BLE001 - e.g. a torch built without dynamo
+                    _COMPILED[key] = None
+                    warnings.warn(f"twostage_i2v: compiled dequantization unavailable ({exc}); using eager torch", stacklevel=3)
+    return _COMPILED[key]
+
+
+def _run_compiled(qtype, dtype, q, a, b, out) -> bool:
+    """Run the compiled float stage; False (and the eager path from then on) if it fails."""
+    fn = _compiled_stage(qtype, dtype)
+    if fn is None:
+        return False
+    try:
+        fn(q, a, b, out)
+        return True
+    except Exception as exc:  # noqa: BLE001 - no C++ compiler, inductor errors: fall back, once
+        _COMPILED[(qtype, dtype)] = None
+        warnings.warn(
+            f"twostage_i2v: torch.compile of the dequantization float stage failed ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); using eager torch (unset {COMPILED_ENV} to stop trying)",
+            stacklevel=3,
+        )
+        return False
+
+
 def _float_fused(q, a, b, out: torch.Tensor) -> None:
     """CUDA: one kernel, computed in float32 (the promoted type) and cast on store."""
     o = out.view(a.shape[0], a.shape[1], -1)
@@ -422,7 +489,9 @@ def _empty(shape, dtype, device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def dequantize(data: torch.Tensor, qtype, shape, dtype: torch.dtype = torch.float32, *, fused: bool | None = None) -> torch.Tensor:
+def dequantize(
+    data: torch.Tensor, qtype, shape, dtype: torch.dtype = torch.float32, *, fused: bool | None = None, compiled: bool | None = None
+) -> torch.Tensor:
     """The values of one GGUF tensor.
 
     ``data``: its raw bytes, a uint8 tensor of any shape (e.g. a memory-mapped
@@ -460,19 +529,26 @@ def dequantize(data: torch.Tensor, qtype, shape, dtype: torch.dtype = torch.floa
         fused = not on_cpu
     blocks = raw.view(-1, t.type_size)
     n_blocks = blocks.shape[0]
-    a, b = codec.scales(blocks)
     out_blocks = out.view(n_blocks, t.block_size)
     chunk = max(1, (CPU_CHUNK_VALUES if on_cpu else DEVICE_CHUNK_VALUES) // t.block_size)
+    if compiled is None:
+        compiled = os.environ.get(COMPILED_ENV, "") == "1"
+    # inside an outer torch.compile trace the eager ops are what should be traced
+    compiled = compiled and on_cpu and not fused and not torch.compiler.is_compiling()
     ws = _Workspace(raw.device)
     scratch = None
     if not fused and dtype != torch.float32:
         scratch = torch.empty(min(chunk, n_blocks) * t.block_size, dtype=torch.float32, device=raw.device)
     for b0 in range(0, n_blocks, chunk):
         b1 = min(n_blocks, b0 + chunk)
-        q = codec.codes(blocks[b0:b1], ws)
-        cb = b[b0:b1] if b is not None else None
+        chunk_blocks = blocks[b0:b1]
+        # scales per chunk: the chunk's blocks are read from memory once, then reused from cache
+        a, b = codec.scales(chunk_blocks)
+        q = codec.codes(chunk_blocks, ws)
         if fused:
-            _float_fused(q, a[b0:b1], cb, out_blocks[b0:b1])
+            _float_fused(q, a, b, out_blocks[b0:b1])
+        elif compiled and b1 - b0 == chunk and _run_compiled(t.qtype, dtype, q, a, b, out_blocks[b0:b1]):
+            pass  # full chunks only: one shape, one compile; the last partial chunk goes eager
         else:
-            _float_staged(q, a[b0:b1], cb, out_blocks[b0:b1], None if scratch is None else scratch[: (b1 - b0) * t.block_size].view(b1 - b0, t.block_size))
+            _float_staged(q, a, b, out_blocks[b0:b1], None if scratch is None else scratch[: (b1 - b0) * t.block_size].view(b1 - b0, t.block_size))
     return out
