@@ -32,6 +32,9 @@ def all_nodes() -> list[type[io.ComfyNode]]:
     return nodes
 
 
+importlib.import_module(".routes", __name__).register()  # HTTP routes for web/; a no-op without a running server
+
+
 class TwoStageI2VExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return all_nodes()

@@ -60,4 +60,6 @@ if [ ! -f "$OLD/main.py" ]; then
   # Its shipped extra_model_paths.yaml points at a folder that does not exist and stops main.py.
   rm -f "$OLD/extra_model_paths.yaml"
 fi
+# The browser tests drive Debian's Chromium through playwright (pinned in the lock above).
+bash "$ROOT/scripts/setup-browser.sh"
 step "environment ready: $VENV (ComfyUI trees: $NEW, $OLD)"
