@@ -68,6 +68,11 @@ def test_package_nodes_registered_in_process(comfy):
     registered = {k for k in comfy.nodes.NODE_CLASS_MAPPINGS if k.startswith("TwoStageI2V_")}
     assert OUR_NODES <= registered
     assert comfy_boot.PACKAGE_DIR_NAME in " ".join(comfy.nodes.LOADED_MODULE_DIRS)
+    # Every core extension loads without a web server too (0.30.0's node replacements register with
+    # PromptServer.instance as they load), and no stand-in server is left behind for code to find.
+    assert comfy.import_failed == []
+    server = sys.modules.get("server")
+    assert getattr(getattr(server, "PromptServer", None), "instance", None) is None
 
 
 @pytest.mark.comfy

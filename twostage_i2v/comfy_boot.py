@@ -11,8 +11,10 @@ import logging
 import os
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR_NAME = "ComfyUI-TwoStage-I2V"
@@ -112,6 +114,42 @@ class _SilentServer:
 
     def queue_updated(self):
         pass
+
+
+_MISSING = object()
+
+
+@contextmanager
+def _no_web_server():
+    """Stand in for ``PromptServer.instance`` while the nodes load without a web server.
+
+    Newer core extensions register with the running server as they load (0.30.0's node
+    replacements go to ``PromptServer.instance.node_replace_manager``) and fail to import
+    without one; they get a throwaway server here, routes included, that nothing serves.
+    Removed afterwards, so that code asking for a running server still finds none."""
+    import server
+
+    cls = server.PromptServer
+    if getattr(cls, "instance", None) is not None:
+        yield
+        return
+    before = cls.__dict__.get("instance", _MISSING)
+    from aiohttp import web
+
+    stand_in = SimpleNamespace(routes=web.RouteTableDef(), app=None, client_id=None)
+    try:
+        from app.node_replace_manager import NodeReplaceManager
+        stand_in.node_replace_manager = NodeReplaceManager()
+    except ImportError:  # older trees have no node replacements
+        pass
+    cls.instance = stand_in
+    try:
+        yield
+    finally:
+        if before is _MISSING:
+            del cls.instance
+        else:
+            cls.instance = before
 
 
 @dataclass
@@ -220,6 +258,7 @@ def boot(base_dir: Path, tree: str | None = None, extra_args: dict | None = None
     import nodes
 
     logging.getLogger().setLevel(logging.INFO)
-    import_failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    with _no_web_server():
+        import_failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
     _RUNTIME = ComfyRuntime(root, base_dir, comfyui_version(root), nodes, execution, list(import_failed or []))
     return _RUNTIME
