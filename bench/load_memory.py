@@ -72,15 +72,15 @@ def _child_generate(args) -> int:
     """Boot ComfyUI (for the model's shapes), write the GGUF with lazily made random weights."""
     import torch
 
-    from twostage_i2v import comfy_boot
+    from twostage_i2v import comfy_boot, tiny_models
     from twostage_i2v.gguf_write import LazyTensor, write_gguf
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from step import wan_config, wan_shapes  # noqa: E402 - the same Wan-shaped configs as bench/step.py
+    from step import wan_config  # noqa: E402 - the same Wan-shaped configs as bench/step.py
 
     comfy_boot.boot(Path(args.base))
     config = wan_config(args.dim, args.layers, args.ffn_dim, args.heads)
-    shapes = wan_shapes(config)
+    shapes = tiny_models.wan_shapes("i2v", config)
 
     def make(name, shape, seed):
         def load():

@@ -47,16 +47,6 @@ def wan_config(dim: int, layers: int, ffn_dim: int | None = None, heads: int | N
     return dict(tiny_models.WAN_TINY, dim=dim, num_layers=layers, num_heads=heads, ffn_dim=ffn_dim or 4 * dim)
 
 
-def wan_shapes(config: dict) -> dict[str, tuple]:
-    """Tensor name -> shape of a WanModel I2V state dict (built on the meta device, ComfyUI imported)."""
-    import comfy.ldm.wan.model
-    import comfy.ops
-
-    with torch.device("meta"):
-        model = comfy.ldm.wan.model.WanModel(model_type="i2v", in_dim=36, operations=comfy.ops.manual_cast, **config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 def build_files(folder: Path, config: dict, recipes: list[str]) -> dict[str, Path]:
     """The fp32 safetensors model and its GGUF conversions (skipped when present)."""
     from safetensors.torch import load_file, save_file
@@ -67,7 +57,7 @@ def build_files(folder: Path, config: dict, recipes: list[str]) -> dict[str, Pat
     native = folder / f"wan_bench_{tag}_fp32.safetensors"
     if not native.exists():
         print(f"building {native.name} ...", file=sys.stderr, flush=True)
-        save_file(tiny_models.randomise(wan_shapes(config), seed=1), str(native))
+        save_file(tiny_models.randomise(tiny_models.wan_shapes("i2v", config), seed=1), str(native))
     files = {"native": native}
     sd = None
     for recipe in recipes:
@@ -175,7 +165,7 @@ def main(argv=None) -> int:
             "model": key, "s_per_step": best[key], "ratio_to_native": best[key] / best["native"],
             "dequant_share": dequant_s[key] / best[key], "rel_max_err": err,
         })
-    n_params = sum(math.prod(s) for s in wan_shapes(config).values())
+    n_params = sum(math.prod(s) for s in tiny_models.wan_shapes("i2v", config).values())
     if args.json:
         print(json.dumps([{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]))
     else:

@@ -7,7 +7,8 @@ GET  /twostage_i2v/bridge_plan?w=&h=&target=&...   what the Stage Bridge will do
 
 Registered on ComfyUI's running PromptServer when there is one (main.py creates
 it before loading custom nodes); in-process runs (tests, the demo) have none,
-and ``register()`` does nothing there. ComfyUI also serves every route under
+and ``register()`` does nothing there (while their nodes load, comfy_boot's
+stand-in server takes the routes, and nothing serves them). ComfyUI also serves every route under
 ``/api``. Handlers never touch a path the request names: a model file is found
 only among the names ComfyUI itself lists for the folder.
 """
@@ -89,24 +90,15 @@ def lint(body) -> dict:
     return {"prompt": text, "warnings": prompt_lint.lint_prompt(text)}
 
 
-def _int(query, key: str, default=None) -> int | None:
+def _number(query, key: str, default, kind=int):
+    """``query[key]`` as ``kind`` (int or float), ``default`` when absent or empty, else 400."""
     raw = query.get(key)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise RequestError(400, f"{key}={raw!r} is not a whole number") from None
-
-
-def _float(query, key: str, default: float) -> float:
-    raw = query.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise RequestError(400, f"{key}={raw!r} is not a number") from None
+        raise RequestError(400, f"{key}={raw!r} is not a {'whole number' if kind is int else 'number'}") from None
 
 
 def bridge_plan(query) -> dict:
@@ -116,8 +108,8 @@ def bridge_plan(query) -> dict:
 
     try:
         target = query.get("target", bridge.TARGETS[0])
-        tw, th = bridge.target_size(target, _int(query, "width", 832), _int(query, "height", 480))
-        w, h = _int(query, "w"), _int(query, "h")
+        tw, th = bridge.target_size(target, _number(query, "width", 832), _number(query, "height", 480))
+        w, h = _number(query, "w", None), _number(query, "h", None)
         assumed = w is None or h is None
         if assumed:
             w, h = bridge.stage1_size(tw, th)
@@ -126,18 +118,16 @@ def bridge_plan(query) -> dict:
         out["source_assumed"] = assumed
         if "length_from" in query or "frames" in query:
             out["length"], out["length_note"] = bridge.clip_length(
-                query.get("length_from", "frames"), _int(query, "frames", 81),
-                _float(query, "seconds", 5.0), _float(query, "fps", 16.0))
+                query.get("length_from", "frames"), _number(query, "frames", 81),
+                _number(query, "seconds", 5.0, float), _number(query, "fps", 16.0, float))
         if "resample" in query:
             # The node's own run text for these widgets, so the panel reads the same before and after a run.
             from ..twostage_i2v import bridge_image
 
             resample, pad_style = query["resample"], query.get("pad_style", "color")
             pad_color = query.get("pad_color", "#000000")
-            if resample not in bridge_image.RESAMPLERS or pad_style not in bridge_image.PAD_STYLES:
-                raise ValueError(f"resample {resample!r} / pad_style {pad_style!r}: pick from "
-                                 f"{', '.join(bridge_image.RESAMPLERS)} / {', '.join(bridge_image.PAD_STYLES)}")
-            bridge_image.parse_color(pad_color)
+            bridge_image.check_resample(resample)
+            bridge_image.pad_rgb(pad_style, pad_color)
             out["text"] = bridge.describe(out, resample, pad_style, pad_color, out.get("length_note"))
     except RequestError:
         raise

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from twostage_i2v import comfy_boot  # noqa: E402
-from twostage_i2v.workflow_build import SPEC_BY_NAME, build_all, dump_json, node_count  # noqa: E402
+from twostage_i2v.workflow_build import SPEC_BY_NAME, build_all, dump_json  # noqa: E402
 from twostage_i2v.workflow_convert import ui_to_api  # noqa: E402
 from twostage_i2v.workflow_thumbnail import write_thumbnail  # noqa: E402
 from twostage_i2v.workflow_validate import format_report, object_info_in_process, validate  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> int:
                     stale.append(thumb)
         else:
             write_thumbnail(wf, SPEC_BY_NAME[name].title, thumb, display_names=names)
-        print(f"{name}: {node_count(wf)} nodes, {len(wf['links'])} links, "
+        print(f"{name}: {len(wf['nodes'])} nodes, {len(wf['links'])} links, "
               f"{len(report.missing_files)} model/input files not in this ComfyUI")
     if stale:
         print("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in stale))

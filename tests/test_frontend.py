@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness.gguf_models import TINY_WAN_GGUF, install_tiny_wan_gguf
 from twostage_i2v import bridge, prompt_lint, wan_prompts
 from twostage_i2v.gguf_summary import summarize_file
 
@@ -101,8 +100,8 @@ def test_the_four_workflows_are_shipped():
 
 
 @pytest.fixture(scope="module")
-def tiny_gguf(comfy_base, tiny_models) -> Path:
-    return install_tiny_wan_gguf(comfy_base, tiny_models)
+def tiny_gguf(tiny_models) -> Path:
+    return tiny_models["wan_i2v_q4_k_m"]
 
 
 @pytest.fixture(scope="module")

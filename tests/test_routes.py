@@ -10,11 +10,13 @@ import urllib.request
 
 import pytest
 
-from harness.gguf_models import TINY_WAN_GGUF, install_tiny_wan_gguf
 from twostage_i2v import bridge, prompt_lint, wan_prompts
 from twostage_i2v.gguf_summary import summarize_file
+from twostage_i2v.tiny_models import MODELS
 
 pytestmark = pytest.mark.server
+# The tiny Wan I2V GGUF the tiny_models fixture links into models/diffusion_models/.
+TINY_WAN_GGUF = MODELS["wan_i2v_q4_k_m"].file_name
 
 
 def call(server, path: str, body=None, raw: bytes | None = None):
@@ -34,8 +36,8 @@ def inspect_path(folder: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gguf(server, comfy_base, tiny_models):
-    return install_tiny_wan_gguf(comfy_base, tiny_models)
+def gguf(server, tiny_models):
+    return tiny_models["wan_i2v_q4_k_m"]
 
 
 @pytest.fixture(scope="module")

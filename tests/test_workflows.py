@@ -55,10 +55,6 @@ def object_info(comfy):
     return object_info_in_process(comfy.nodes)
 
 
-def by_type(wf, node_type):
-    return find_nodes(wf, node_type)
-
-
 def widgets(node, object_info):
     return widget_values_by_name(object_info[node["type"]], node["widgets_values"])
 
@@ -139,25 +135,25 @@ def test_workflow_content(name, object_info):
             assert m["url"].startswith("https://huggingface.co/") and m["url"].endswith("/" + m["name"])
             assert widgets(node, object_info) and m["name"] in widgets(node, object_info).values()
     # Wan 2.1's official I2V defaults.
-    (bridge,) = by_type(wf, "TwoStageI2V_StageBridge")
-    (i2v,) = by_type(wf, "WanImageToVideo")
+    (bridge,) = find_nodes(wf, "TwoStageI2V_StageBridge")
+    (i2v,) = find_nodes(wf, "WanImageToVideo")
     assert widgets(bridge, object_info)["frames"] == WAN_FRAMES and widgets(bridge, object_info)["fps"] == WAN_FPS
     assert [feeds(wf, i2v, k)[0]["id"] for k in ("width", "height", "length", "start_image")] == [bridge["id"]] * 4
-    (ks2,) = [n for n in by_type(wf, "KSampler") if feeds(wf, n, "latent_image")[0]["id"] == i2v["id"]]
+    (ks2,) = [n for n in find_nodes(wf, "KSampler") if feeds(wf, n, "latent_image")[0]["id"] == i2v["id"]]
     assert (widgets(ks2, object_info)["steps"], widgets(ks2, object_info)["cfg"]) == (WAN_STEPS, WAN_CFG)
-    assert widgets(by_type(wf, "ModelSamplingSD3")[0], object_info)["shift"] == WAN_SHIFT[spec.resolution]
-    assert widgets(by_type(wf, "CreateVideo")[0], object_info)["fps"] == WAN_FPS
-    assert widgets(by_type(wf, "SaveVideo")[0], object_info)["format"] == "mp4"
-    first = by_type(wf, "ImageFromBatch")[0]
+    assert widgets(find_nodes(wf, "ModelSamplingSD3")[0], object_info)["shift"] == WAN_SHIFT[spec.resolution]
+    assert widgets(find_nodes(wf, "CreateVideo")[0], object_info)["fps"] == WAN_FPS
+    assert widgets(find_nodes(wf, "SaveVideo")[0], object_info)["format"] == "mp4"
+    first = find_nodes(wf, "ImageFromBatch")[0]
     assert widgets(first, object_info) == {"batch_index": 0, "length": 1}
-    assert feeds(wf, by_type(wf, "SaveImage")[0], "images")[0]["id"] == first["id"]
+    assert feeds(wf, find_nodes(wf, "SaveImage")[0], "images")[0]["id"] == first["id"]
     # One Note lists every model file of the workflow with its folder.
     files = {(m["directory"], m["name"]) for n in wf["nodes"] for m in n["properties"].get("models", [])}
     notes = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] in ("Note", "MarkdownNote")]
     assert any(all(f"{d}/" in t and n in t for d, n in files) for t in notes)
     wan = MODEL_FILES["wan_720p" if spec.resolution == "720p" else "wan_480p"]
     assert (wan.directory, wan.name) in files
-    (dec2,) = [n for n in by_type(wf, "VAEDecode") if feeds(wf, n, "samples")[0]["id"] == ks2["id"]]
+    (dec2,) = [n for n in find_nodes(wf, "VAEDecode") if feeds(wf, n, "samples")[0]["id"] == ks2["id"]]
     stage2 = {ks2["id"], dec2["id"]} | {n["id"] for n in wf["nodes"] if n["type"] in STAGE2_TYPES
                                         and n["type"] not in ("KSampler", "VAEDecode", "TwoStageI2V_StageBridge")}
     for node in wf["nodes"]:
@@ -166,8 +162,8 @@ def test_workflow_content(name, object_info):
         elif spec.stage1 and node["type"] in STAGE1_TYPES:
             assert in_group(wf, "Stage 1: image", node), node["type"]
     if spec.stage1:
-        (plan,) = by_type(wf, "TwoStageI2V_StagePlan")
-        (latent,) = by_type(wf, "EmptyLatentImage")
+        (plan,) = find_nodes(wf, "TwoStageI2V_StagePlan")
+        (latent,) = find_nodes(wf, "EmptyLatentImage")
         assert feeds(wf, latent, "width") == (plan, 0) and feeds(wf, latent, "height") == (plan, 1)
         assert widgets(plan, object_info)["target"] == spec.target
 
@@ -225,14 +221,14 @@ def test_validator_errors(object_info):
     assert any("refers to link" in e and "(dangling)" in e for e in errors_of(wf, object_info))
 
     wf = copy.deepcopy(base)
-    (dec,) = [n for n in by_type(wf, "VAEDecode") if n.get("title") == "VAE Decode (video)"]
+    (dec,) = [n for n in find_nodes(wf, "VAEDecode") if n.get("title") == "VAE Decode (video)"]
     link = next(link for link in wf["links"] if link[3] == ks2["id"] and link[4] == 0)  # ModelSamplingSD3 -> model
     link[1], link[2] = dec["id"], 0  # now an IMAGE into a MODEL input
     assert any(f"link {link[0]}: VAEDecode output 0 is IMAGE, KSampler input 'model' wants MODEL (mistyped)" in e
                for e in errors_of(wf, object_info))
 
     wf = copy.deepcopy(base)
-    (dec,) = [n for n in by_type(wf, "VAEDecode") if n.get("title") == "VAE Decode (video)"]
+    (dec,) = [n for n in find_nodes(wf, "VAEDecode") if n.get("title") == "VAE Decode (video)"]
     lid = dec["inputs"][0]["link"]
     dec["inputs"][0]["link"] = None
     wf["links"] = [link for link in wf["links"] if link[0] != lid]
@@ -245,7 +241,7 @@ def test_validator_errors(object_info):
 
 def test_unbypassed_lora_becomes_a_need(object_info):
     wf = load("two_stage_i2v_480p")
-    (lora,) = by_type(wf, "LoraLoader")
+    (lora,) = find_nodes(wf, "LoraLoader")
     assert lora["mode"] == 4 and widgets(lora, object_info)["lora_name"] == "your_character_lora.safetensors"
     report = validate(wf, object_info)
     assert ("loras", "your_character_lora.safetensors") not in {(f.folder, f.name) for f in report.missing_files}

@@ -68,6 +68,18 @@ def parse_color(text: str) -> tuple[float, float, float]:
     return rgb
 
 
+def check_resample(method: str) -> None:
+    if method not in RESAMPLERS:
+        raise ValueError(f"unknown resample {method!r}: pick one of {', '.join(RESAMPLERS)}")
+
+
+def pad_rgb(pad_style: str, pad_color: str | tuple) -> tuple[float, float, float]:
+    """The pad colour as (r, g, b) in [0, 1], once the pad style is known to be one of ``PAD_STYLES``."""
+    if pad_style not in PAD_STYLES:
+        raise ValueError(f"unknown pad_style {pad_style!r}: pick one of {', '.join(PAD_STYLES)}")
+    return parse_color(pad_color) if isinstance(pad_color, str) else tuple(pad_color)
+
+
 def check_image(image: torch.Tensor) -> torch.Tensor:
     """A ``[B, H, W, C]`` float32 view of ``image``, or a ValueError that says what is wrong with it."""
     if not isinstance(image, torch.Tensor):
@@ -128,8 +140,7 @@ def _lanczos(x: torch.Tensor, out_w: int, out_h: int, box) -> torch.Tensor:
 
 def resize(x: torch.Tensor, out_w: int, out_h: int, method: str = "lanczos", box=None) -> torch.Tensor:
     """Resize the ``box`` [x, y, w, h] (default: all) of a ``[B, C, H, W]`` batch to ``out_w`` x ``out_h``."""
-    if method not in RESAMPLERS:
-        raise ValueError(f"unknown resample {method!r}: pick one of {', '.join(RESAMPLERS)}")
+    check_resample(method)
     box = tuple(box) if box is not None else (0, 0, x.shape[-1], x.shape[-2])
     if method == "lanczos":
         out = _lanczos(x, out_w, out_h, box)
@@ -168,9 +179,7 @@ def blurred_background(x: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
 def apply_plan(image: torch.Tensor, details: dict, resample: str = "lanczos", pad_style: str = "color",
                pad_color: str | tuple = "#000000") -> tuple[torch.Tensor, torch.Tensor]:
     """Carry out ``bridge.plan_details(...)`` on ``image``: (``[B, H, W, 3]`` in [0, 1], ``[B, H, W]`` mask)."""
-    if pad_style not in PAD_STYLES:
-        raise ValueError(f"unknown pad_style {pad_style!r}: pick one of {', '.join(PAD_STYLES)}")
-    color = parse_color(pad_color) if isinstance(pad_color, str) else tuple(pad_color)
+    color = pad_rgb(pad_style, pad_color)
     rgb = to_rgb(image, color)
     b, h, w, _ = rgb.shape
     if [w, h] != list(details["source"]):

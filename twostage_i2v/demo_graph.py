@@ -21,8 +21,7 @@ from .workflow_build import SmallRun, small_variant
 from .workflow_convert import ui_to_api
 
 WORKFLOW = "two_stage_i2v_480p"
-DEMO_GGUF = "wan2.1-i2v-tiny-Q4_K_M.gguf"
-TINY_KEYS = ("sdxl", "wan_i2v", "wan_vae", "clip_vision_h", "umt5_q8_0")
+TINY_KEYS = ("sdxl", "wan_i2v_q4_k_m", "wan_vae", "clip_vision_h", "umt5_q8_0")
 
 
 def workflow_path(name: str = WORKFLOW) -> Path:
@@ -32,28 +31,16 @@ def workflow_path(name: str = WORKFLOW) -> Path:
 def models_to_build() -> list[str]:
     """The demo's model files not yet in the cache."""
     cache = tiny_models.cache_dir()
-    names = [tiny_models.MODELS[k].file_name for k in TINY_KEYS] + [DEMO_GGUF]
+    names = [tiny_models.MODELS[k].file_name for k in TINY_KEYS]
     return [n for n in names if not (cache / n).is_file()]
 
 
 def install_models(base_dir: Path) -> dict[str, str]:
     """Build (once per machine) and link the small models; return workflow model key -> file name."""
     models = tiny_models.install_into(base_dir, TINY_KEYS)
-    cached = tiny_models.cache_dir() / DEMO_GGUF
-    if not cached.is_file():
-        from safetensors.torch import load_file
-
-        from .gguf_write import write_gguf
-
-        # The loader node reads GGUF only: quantize the small Wan model with the package's own writer.
-        tmp = cached.with_name(cached.name + ".part")
-        write_gguf(tmp, load_file(str(models["wan_i2v"])), "Q4_K_M", force=True)
-        tmp.replace(cached)
-    tiny_models.link_model(cached, Path(base_dir) / "models" / "diffusion_models" / DEMO_GGUF)
-    tiny_models._forget_cached_listings()
     return {
         "sdxl": models["sdxl"].name,
-        "wan_480p": DEMO_GGUF,
+        "wan_480p": models["wan_i2v_q4_k_m"].name,
         "umt5": models["umt5_q8_0"].name,
         "clip_vision": models["clip_vision_h"].name,
         "vae": models["wan_vae"].name,

@@ -62,16 +62,21 @@ def _meta_shapes(module: torch.nn.Module) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def wan_state_dict(kind: str = "i2v", seed: int = 1) -> dict[str, torch.Tensor]:
-    """Wan 2.1 diffusion model: I2V (in_dim 36, img_emb) or T2V (in_dim 16)."""
+def wan_shapes(kind: str = "i2v", config: dict | None = None) -> dict[str, tuple]:
+    """Tensor name -> shape of a Wan 2.1 diffusion model, I2V (in_dim 36, img_emb) or T2V
+    (in_dim 16), of ``WanModel`` arguments ``config`` (default: the tiny ``WAN_TINY``)."""
     import comfy.ldm.wan.model
     import comfy.ops
 
     with torch.device("meta"):
-        model = comfy.ldm.wan.model.WanModel(
-            model_type=kind, in_dim=36 if kind == "i2v" else 16, operations=comfy.ops.manual_cast, **WAN_TINY
-        )
-    return randomise(_meta_shapes(model), seed)
+        model = comfy.ldm.wan.model.WanModel(model_type=kind, in_dim=36 if kind == "i2v" else 16,
+                                             operations=comfy.ops.manual_cast, **(config or WAN_TINY))
+    return _meta_shapes(model)
+
+
+def wan_state_dict(kind: str = "i2v", seed: int = 1) -> dict[str, torch.Tensor]:
+    """The tiny Wan 2.1 diffusion model: I2V or T2V."""
+    return randomise(wan_shapes(kind), seed)
 
 
 def wan_vae_state_dict(seed: int = 2) -> dict[str, torch.Tensor]:
@@ -102,11 +107,13 @@ def clip_vision_h_state_dict(seed: int = 3) -> dict[str, torch.Tensor]:
     return randomise(_meta_shapes(model), seed, dtype=torch.float16)
 
 
-def _save_safetensors(sd: dict[str, torch.Tensor], path: Path) -> None:
+def save_safetensors(sd: dict[str, torch.Tensor], path: Path, description: str = "tiny random model") -> None:
+    """Write through a ``.part`` file, so an interrupted build never leaves a truncated model in the cache."""
     from safetensors.torch import save_file
 
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".part")
-    save_file(sd, str(tmp), metadata={"twostage_i2v": f"tiny random model, factory v{FACTORY_VERSION}"})
+    save_file(sd, str(tmp), metadata={"twostage_i2v": f"{description}, factory v{FACTORY_VERSION}"})
     tmp.replace(path)
 
 
@@ -122,6 +129,17 @@ def _build_sdxl(path: Path) -> None:
     tiny_sdxl.write_tiny_sdxl(path)
 
 
+def _build_wan_gguf(path: Path, recipe: str) -> None:
+    """The tiny Wan I2V model converted with the package's own writer: the GGUF loader node reads GGUF only."""
+    from safetensors.torch import load_file
+
+    from .gguf_write import write_gguf
+
+    tmp = path.with_name(path.name + ".part")
+    write_gguf(tmp, load_file(str(build("wan_i2v"))), recipe, force=True)
+    tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class TinyModel:
     file_name: str
@@ -130,7 +148,7 @@ class TinyModel:
 
 
 def _st(fn):
-    return lambda path: _save_safetensors(fn(), path)
+    return lambda path: save_safetensors(fn(), path)
 
 
 MODELS: dict[str, TinyModel] = {
@@ -141,6 +159,8 @@ MODELS: dict[str, TinyModel] = {
     "umt5_f32": TinyModel("umt5-tiny-encoder-F32.gguf", "text_encoders", lambda p: _build_umt5(p, "F32")),
     "umt5_q8_0": TinyModel("umt5-tiny-encoder-Q8_0.gguf", "text_encoders", lambda p: _build_umt5(p, "Q8_0")),
     "sdxl": TinyModel("sdxl_tiny_random.safetensors", "checkpoints", _build_sdxl),  # stage 1 (SDXL family)
+    "wan_i2v_q4_k_m": TinyModel("wan2.1-i2v-tiny-Q4_K_M.gguf", "diffusion_models",
+                                lambda p: _build_wan_gguf(p, "Q4_K_M")),
 }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .tiny_models import randomise
+from .tiny_models import randomise, save_safetensors
 
 # What detect_unet_config would report for the tiny UNet (see module docstring).
 UNET_CONFIG = {
@@ -50,10 +50,6 @@ EXPECTED_MODEL_CONFIG = "KOALA_700M"
 # ComfyUI's default SD / SDXL VAE (comfy.sd.VAE picks it by key names).
 VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
-
-
-def _shapes(module: torch.nn.Module) -> dict[str, tuple]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def model_config():
@@ -92,17 +88,9 @@ def checkpoint_shapes() -> dict[str, tuple]:
 
 def write_tiny_sdxl(path, seed: int = 11, dtype=torch.float16) -> dict[str, tuple]:
     """Write the checkpoint (fp16 on disk: ComfyUI casts to fp32 on a CPU; half the file)."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
     shapes = checkpoint_shapes()
     # Integer buffers (CLIP position ids) are not weights: ComfyUI rebuilds them.
     shapes = {k: s for k, s in shapes.items() if not k.endswith("position_ids")}
-    sd = randomise(shapes, seed, dtype=dtype)
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".part")
-    save_file(sd, str(tmp), metadata={"twostage_i2v": "tiny random SDXL-family (KOALA_700M-detected) checkpoint"})
-    del sd
-    tmp.replace(path)
+    save_safetensors(randomise(shapes, seed, dtype=dtype), path,
+                     "tiny random SDXL-family (KOALA_700M-detected) checkpoint")
     return shapes

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import __version__
+from .bridge import stage1_size, target_size
 from .workflow_convert import FRONTEND_ONLY, input_specs, widget_layout
 
 PACKAGE_CNR_ID = "comfyui-twostage-i2v"
@@ -345,22 +346,10 @@ WORKFLOWS = (
 SPEC_BY_NAME = {s.name: s for s in WORKFLOWS}
 
 
-def _target_size(target: str) -> tuple[int, int]:
-    w, h = target.split(" ")[0].split("x")
-    return int(w), int(h)
-
-
-def _stage1_size(w: int, h: int) -> tuple[int, int]:
-    # Shown on the linked EmptyLatentImage widgets: what the Stage Plan node computes at run time.
-    from .bridge import stage1_size
-
-    return stage1_size(w, h)
-
-
 def build_workflow(spec: WorkflowSpec, object_info: dict) -> dict:
     g = GraphBuilder(object_info, spec.name)
     wan_model = MODEL_FILES["wan_720p" if spec.resolution == "720p" else "wan_480p"]
-    tw, th = _target_size(spec.target)
+    tw, th = target_size(spec.target)
     P = (0, 0)  # placed by the column stacks below
     models = [MODEL_FILES["sdxl"]] if spec.stage1 else []
     models += [wan_model, MODEL_FILES["umt5"], MODEL_FILES["clip_vision"], MODEL_FILES["vae"]]
@@ -377,7 +366,8 @@ def build_workflow(spec: WorkflowSpec, object_info: dict) -> dict:
                     colors=POSITIVE_COLORS, text=STAGE1_POSITIVE)
         neg = g.add("CLIPTextEncode", P, title="Still: negative prompt", size=(420, 150),
                     colors=NEGATIVE_COLORS, text=STAGE1_NEGATIVE)
-        s1w, s1h = _stage1_size(tw, th)
+        # Shown on the linked EmptyLatentImage widgets: what the Stage Plan node computes at run time.
+        s1w, s1h = stage1_size(tw, th)
         latent = g.add("EmptyLatentImage", P, title="Still size (from Stage Plan)", width=s1w, height=s1h,
                        batch_size=1)
         ks1 = g.add("KSampler", P, title="KSampler (still)", seed=STAGE1_SEED, steps=SDXL_STEPS,
@@ -486,15 +476,10 @@ def build_all(object_info: dict) -> dict[str, dict]:
     return {spec.name: build_workflow(spec, object_info) for spec in WORKFLOWS}
 
 
-def node_count(workflow: dict) -> int:
-    return len(workflow.get("nodes") or [])
-
-
 # -- variants (the demo and the tests run workflow 1 small) --------------------
 
-def find_nodes(workflow: dict, node_type: str, title_contains: str | None = None) -> list[dict]:
-    return [n for n in workflow["nodes"] if n["type"] == node_type
-            and (title_contains is None or title_contains in (n.get("title") or ""))]
+def find_nodes(workflow: dict, node_type: str) -> list[dict]:
+    return [n for n in workflow["nodes"] if n["type"] == node_type]
 
 
 def set_widget(workflow: dict, node: dict, name: str, value, object_info: dict) -> None:

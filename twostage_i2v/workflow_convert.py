@@ -150,11 +150,17 @@ def link_table(workflow: dict) -> dict[int, dict]:
     return table
 
 
-def _types_match(a, b) -> bool:
-    if a in (None, "*", "") or b in (None, "*", ""):
+def types_overlap(a, b) -> bool:
+    """Whether an output of type ``a`` may feed an input of type ``b``: "*" takes anything,
+    and "A,B" is either."""
+    if "*" in (a, b):
         return True
-    sa, sb = set(str(a).split(",")), set(str(b).split(","))
-    return bool(sa & sb)
+    return bool(set(str(a).split(",")) & set(str(b).split(",")))
+
+
+def _types_match(a, b) -> bool:
+    # A saved socket without a type matches anything (the frontend leaves some untyped).
+    return a in (None, "") or b in (None, "") or types_overlap(a, b)
 
 
 class _Resolver:

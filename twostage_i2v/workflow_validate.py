@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from .workflow_convert import (CONTROL_VALUES, DYNAMIC_COMBO, FRONTEND_ONLY, MODE_ALWAYS, ConversionError,
-                               InputSpec, input_specs, is_api_prompt, is_ui_workflow, link_table, ui_to_api,
-                               widget_layout)
+                               InputSpec, input_specs, is_api_prompt, is_ui_workflow, link_table, types_overlap,
+                               ui_to_api, widget_layout)
 
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".pt2", ".onnx")
 # (node type, input) -> folder, for combos whose choices are files.
@@ -327,9 +327,7 @@ def _compatible(out_type, in_type) -> bool:
         return False
     if isinstance(out_type, list):  # a combo output feeding a combo widget
         out_type = "COMBO"
-    if "*" in (out_type, in_type):
-        return True
-    return bool(set(str(out_type).split(",")) & set(str(in_type).split(",")))
+    return types_overlap(out_type, in_type)
 
 
 # -- API format ------------------------------------------------------------------
@@ -343,7 +341,6 @@ def _validate_api_graph(prompt: dict, object_info: dict, report: Report, check_w
             continue
         inputs = entry.get("inputs") or {}
         specs = input_specs(node_def)
-        dynamic_names = {s.name for s in widget_layout(node_def, None)}
         for spec in specs:
             if spec.name not in inputs:
                 if not spec.optional:
@@ -371,7 +368,7 @@ def _validate_api_graph(prompt: dict, object_info: dict, report: Report, check_w
             elif check_widgets:
                 _check_widget(report, nid, ctype, spec, value, None, True)
         if check_widgets:
-            known = {s.name for s in specs} | dynamic_names
+            known = {s.name for s in specs} | {s.name for s in widget_layout(node_def, None)}
             for name in inputs:
                 if name not in known and "." not in name:
                     report.warning(f"{ctype}: input {name!r} is not in this ComfyUI's definition (ignored)", nid)
