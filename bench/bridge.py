@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twostage_i2v import bridge, bridge_image, comfy_boot  # noqa: E402
+from twostage_i2v.bridge import geometry, pixels  # noqa: E402
+from twostage_i2v.headless import inprocess
 
 SRC_W, SRC_H, OUT_W, OUT_H = 1344, 768, 832, 480
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     logging.disable(logging.INFO)  # ComfyUI's start-up chatter
-    runtime = comfy_boot.boot(Path(tempfile.mkdtemp(prefix="bench-bridge-")))
+    runtime = inprocess.boot(Path(tempfile.mkdtemp(prefix="bench-bridge-")))
     logging.disable(logging.NOTSET)
     image_scale = runtime.node_class("ImageScale")()
 
@@ -62,11 +63,11 @@ def main(argv=None) -> int:
                       (0.5 + 0.4 * torch.sin(x * 40) * torch.cos(y * 25)).expand(1, SRC_H, SRC_W, 1)], -1)
     batch = (base + 0.03 * torch.randn(args.batch, SRC_H, SRC_W, 3, generator=gen)).clamp(0, 1)
 
-    details = bridge.plan_details(SRC_W, SRC_H, OUT_W, OUT_H, "crop", "auto", "center")
+    details = geometry.plan_details(SRC_W, SRC_H, OUT_W, OUT_H, "crop", "auto", "center")
     fns = {
-        "bridge_lanczos": lambda: bridge_image.apply_plan(batch, details, "lanczos")[0],
+        "bridge_lanczos": lambda: pixels.apply_plan(batch, details, "lanczos")[0],
         "imagescale_lanczos": lambda: image_scale.upscale(batch, "lanczos", OUT_W, OUT_H, "center")[0],
-        "bridge_bicubic": lambda: bridge_image.apply_plan(batch, details, "bicubic")[0],
+        "bridge_bicubic": lambda: pixels.apply_plan(batch, details, "bicubic")[0],
         "imagescale_bicubic": lambda: image_scale.upscale(batch, "bicubic", OUT_W, OUT_H, "center")[0],
     }
     best, outputs = best_times(fns, args.repeat)

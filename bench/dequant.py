@@ -1,4 +1,4 @@
-"""Dequantization speed: twostage_i2v.dequant vs gguf-py's numpy reference.
+"""Dequantization speed: twostage_i2v.gguf.dequant vs gguf-py's numpy reference.
 
     .venv/bin/python bench/dequant.py [--json] [--device cpu|cuda] [--dtype bf16|fp16|fp32]
                                       [--values N] [--types Q4_K,Q8_0] [--repeat R] [--compiled]
@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twostage_i2v.dequant import dequantize  # noqa: E402
-from twostage_i2v.ggml_types import TYPES, ggml_type, random_blocks  # noqa: E402
+from twostage_i2v.gguf.dequant import dequantize  # noqa: E402
+from twostage_i2v.gguf.ggml_types import TYPES, ggml_type, random_blocks  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ROW_VALUES = 4096

@@ -72,13 +72,15 @@ def _child_generate(args) -> int:
     """Boot ComfyUI (for the model's shapes), write the GGUF with lazily made random weights."""
     import torch
 
-    from twostage_i2v import comfy_boot, tiny_models
-    from twostage_i2v.gguf_write import LazyTensor, write_gguf
+    from twostage_i2v.headless import inprocess
+    from twostage_i2v.tiny import models as tiny_models
+    from twostage_i2v.gguf.writer import LazyTensor
+    from twostage_i2v.models.wan_convert import write_model_gguf
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from step import wan_config  # noqa: E402 - the same Wan-shaped configs as bench/step.py
 
-    comfy_boot.boot(Path(args.base))
+    inprocess.boot(Path(args.base))
     config = wan_config(args.dim, args.layers, args.ffn_dim, args.heads)
     shapes = tiny_models.wan_shapes("i2v", config)
 
@@ -96,7 +98,7 @@ def _child_generate(args) -> int:
     path = Path(args.base) / "models" / "diffusion_models" / f"wan_loadmem_{args.recipe}.gguf"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    summary = write_gguf(path, tensors, args.recipe)
+    summary = write_model_gguf(path, tensors, args.recipe)
     print(json.dumps({
         "file": str(path), "file_bytes": path.stat().st_size, "params": sum(math.prod(s) for s in shapes.values()),
         "config": config, "write_s": time.perf_counter() - start, "types": {k: v[0] for k, v in summary.types.items()},
@@ -108,10 +110,10 @@ def _child_load(args) -> int:
     """Boot ComfyUI, then load the file as the node does and as sampling does; peak RSS per phase."""
     import torch
 
-    from twostage_i2v import comfy_boot
+    from twostage_i2v.headless import inprocess
 
     torch.set_num_threads(2)
-    runtime = comfy_boot.boot(Path(args.base))
+    runtime = inprocess.boot(Path(args.base))
     import comfy.model_management as mm
 
     path = Path(args.file)

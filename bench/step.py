@@ -3,7 +3,7 @@
     .venv/bin/python bench/step.py [--dim 128 --layers 2] [--recipes F32,Q8_0,Q4_K_M]
                                    [--frames 3 --size 8] [--rounds 5] [--threads 2] [--json]
 
-Boots the real ComfyUI in-process (twostage_i2v.comfy_boot), loads the native
+Boots the real ComfyUI in-process (twostage_i2v.headless.inprocess), loads the native
 model with the core UNETLoader node and each GGUF conversion with 'Load Wan
 I2V Model (GGUF)', and times one denoising step, ``model.apply_model`` (the
 diffusion model's forward, as KSampler calls it), on the same inputs. Models
@@ -32,7 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twostage_i2v import comfy_boot, tiny_models  # noqa: E402
+from twostage_i2v.headless import inprocess  # noqa: E402
+from twostage_i2v.tiny import models as tiny_models
 
 GGUF_LOADER = "TwoStageI2V_WanI2VLoaderGGUF"
 
@@ -51,7 +52,7 @@ def build_files(folder: Path, config: dict, recipes: list[str]) -> dict[str, Pat
     """The fp32 safetensors model and its GGUF conversions (skipped when present)."""
     from safetensors.torch import load_file, save_file
 
-    from twostage_i2v.gguf_write import write_gguf
+    from twostage_i2v.models.wan_convert import write_model_gguf
 
     tag = f"d{config['dim']}_l{config['num_layers']}_f{config['ffn_dim']}_h{config['num_heads']}"
     native = folder / f"wan_bench_{tag}_fp32.safetensors"
@@ -65,7 +66,7 @@ def build_files(folder: Path, config: dict, recipes: list[str]) -> dict[str, Pat
         if not path.exists():
             print(f"converting to {path.name} ...", file=sys.stderr, flush=True)
             sd = sd if sd is not None else load_file(str(native))
-            write_gguf(path, sd, recipe)
+            write_model_gguf(path, sd, recipe)
         files[recipe] = path
     return files
 
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="twostage-step-"))
-    runtime = comfy_boot.boot(base)
+    runtime = inprocess.boot(base)
     import comfy.model_management as mm
 
     config = wan_config(args.dim, args.layers, args.ffn_dim, args.heads)
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
             models[key] = runtime.node_class(GGUF_LOADER).execute(path.name).result[0]
 
     inputs = step_inputs(args.frames, args.size, args.text_tokens)
-    clock = DequantClock(runtime.core("dequant"))
+    clock = DequantClock(runtime.core("gguf.dequant"))
     best = {k: math.inf for k in models}
     dequant_s = {k: 0.0 for k in models}
     outputs = {}

@@ -2,7 +2,7 @@
 
 Each module in ``NODE_MODULES`` defines ``NODES``: a list of ``io.ComfyNode``
 classes. Node modules are thin: they translate widgets into calls of the core
-library ``twostage_i2v`` and its ComfyUI glue modules (``twostage_i2v.comfy_*``).
+library ``twostage_i2v`` and its ComfyUI glue (``twostage_i2v.comfy``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..twostage_i2v import prompt_lint, wan_prompts
+from ..twostage_i2v.prompt import lint as prompt_lint, wan_prompts
 
 LINT_MODES = ["warn", "strip", "off"]
 

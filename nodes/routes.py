@@ -7,7 +7,7 @@ GET  /twostage_i2v/bridge_plan?w=&h=&target=&...   what the Stage Bridge will do
 
 Registered on ComfyUI's running PromptServer when there is one (main.py creates
 it before loading custom nodes); in-process runs (tests, the demo) have none,
-and ``register()`` does nothing there (while their nodes load, comfy_boot's
+and ``register()`` does nothing there (while their nodes load, headless.inprocess's
 stand-in server takes the routes, and nothing serves them). ComfyUI also serves every route under
 ``/api``. Handlers never touch a path the request names: a model file is found
 only among the names ComfyUI itself lists for the folder.
@@ -51,7 +51,7 @@ def resolve_model(folder: str, name: str) -> str:
     """Full path of ``name`` if ComfyUI lists it in ``folder``, else 404."""
     import folder_paths
 
-    from ..twostage_i2v.comfy_folders import list_gguf
+    from ..twostage_i2v.comfy.folders import list_gguf
 
     check_model_name(folder, name)
     listed = folder_paths.map_legacy(folder)  # unet -> diffusion_models, clip -> text_encoders
@@ -62,8 +62,8 @@ def resolve_model(folder: str, name: str) -> str:
 
 
 def inspect_model(folder: str, name: str) -> dict:
-    from ..twostage_i2v.gguf_reader import GGUFReadError
-    from ..twostage_i2v.gguf_summary import summarize_file
+    from ..twostage_i2v.gguf.reader import GGUFReadError
+    from ..twostage_i2v.models.summary import summarize_file
 
     path = resolve_model(folder, name)
     try:
@@ -76,7 +76,7 @@ def inspect_model(folder: str, name: str) -> dict:
 
 
 def lint(body) -> dict:
-    from ..twostage_i2v import prompt_lint, wan_prompts
+    from ..twostage_i2v.prompt import lint as prompt_lint, wan_prompts
 
     if not isinstance(body, dict) or not isinstance(body.get("text"), str):
         raise RequestError(400, 'send JSON {"text": "..."} (optional "camera" and "pace" presets)')
@@ -102,33 +102,33 @@ def _number(query, key: str, default, kind=int):
 
 
 def bridge_plan(query) -> dict:
-    """``bridge.plan_details`` for the node's widgets. Without ``w``/``h`` (the node has not run
+    """``geometry.plan_details`` for the node's widgets. Without ``w``/``h`` (the node has not run
     yet) the source is assumed to be the Stage Plan size of the target, as the workflows render it."""
-    from ..twostage_i2v import bridge
+    from ..twostage_i2v.bridge import geometry
 
     try:
-        target = query.get("target", bridge.TARGETS[0])
-        tw, th = bridge.target_size(target, _number(query, "width", 832), _number(query, "height", 480))
+        target = query.get("target", geometry.TARGETS[0])
+        tw, th = geometry.target_size(target, _number(query, "width", 832), _number(query, "height", 480))
         w, h = _number(query, "w", None), _number(query, "h", None)
         assumed = w is None or h is None
         if assumed:
-            w, h = bridge.stage1_size(tw, th)
-        out = bridge.plan_details(w, h, tw, th, query.get("fit", "crop"), query.get("orientation", "auto"),
+            w, h = geometry.stage1_size(tw, th)
+        out = geometry.plan_details(w, h, tw, th, query.get("fit", "crop"), query.get("orientation", "auto"),
                                   query.get("anchor", "center"))
         out["source_assumed"] = assumed
         if "length_from" in query or "frames" in query:
-            out["length"], out["length_note"] = bridge.clip_length(
+            out["length"], out["length_note"] = geometry.clip_length(
                 query.get("length_from", "frames"), _number(query, "frames", 81),
                 _number(query, "seconds", 5.0, float), _number(query, "fps", 16.0, float))
         if "resample" in query:
             # The node's own run text for these widgets, so the panel reads the same before and after a run.
-            from ..twostage_i2v import bridge_image
+            from ..twostage_i2v.bridge import pixels
 
             resample, pad_style = query["resample"], query.get("pad_style", "color")
             pad_color = query.get("pad_color", "#000000")
-            bridge_image.check_resample(resample)
-            bridge_image.pad_rgb(pad_style, pad_color)
-            out["text"] = bridge.describe(out, resample, pad_style, pad_color, out.get("length_note"))
+            pixels.check_resample(resample)
+            pixels.pad_rgb(pad_style, pad_color)
+            out["text"] = geometry.describe(out, resample, pad_style, pad_color, out.get("length_note"))
     except RequestError:
         raise
     except ValueError as exc:

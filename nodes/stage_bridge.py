@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..twostage_i2v import bridge, bridge_image
+from ..twostage_i2v.bridge import geometry, pixels
 
 CATEGORY = "TwoStage I2V"
 
 
 def _target_inputs() -> list:
     return [
-        io.Combo.Input("target", options=list(bridge.TARGETS), default=bridge.TARGETS[0],
+        io.Combo.Input("target", options=list(geometry.TARGETS), default=geometry.TARGETS[0],
                        tooltip="Wan 2.1 I2V frame: 480p model 832x480 / 480x832 / 624x624, 720p model 1280x720 / "
                                "720x1280, or custom (width/height below)."),
         io.Int.Input("width", default=832, min=16, max=4096, step=16,
@@ -36,20 +36,20 @@ class StageBridge(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The stage-1 image (any size, batch, grey, RGB or RGBA)."),
                 *_target_inputs(),
-                io.Combo.Input("orientation", options=list(bridge.ORIENTATIONS), default="auto",
+                io.Combo.Input("orientation", options=list(geometry.ORIENTATIONS), default="auto",
                                tooltip="auto: turn the target to follow a portrait or landscape image; "
                                        "as target: keep it."),
-                io.Combo.Input("fit", options=list(bridge.FITS), default="crop",
+                io.Combo.Input("fit", options=list(geometry.FITS), default="crop",
                                tooltip="crop: fill the frame, cut the overflow; pad: show the whole image, fill the "
                                        "rest; stretch: distort to the frame; official_area: keep the aspect at the "
                                        "target's area (Wan2.1 repo rule; the size then differs from the target)."),
-                io.Combo.Input("anchor", options=list(bridge.ANCHORS), default="center",
+                io.Combo.Input("anchor", options=list(geometry.ANCHORS), default="center",
                                tooltip="What crop keeps, or where pad places the image."),
-                io.Combo.Input("pad_style", options=list(bridge_image.PAD_STYLES), default="color",
+                io.Combo.Input("pad_style", options=list(pixels.PAD_STYLES), default="color",
                                tooltip="pad fill: color, edge (repeat the border pixels) or blur (a blurred copy)."),
                 io.String.Input("pad_color", default="#000000",
                                 tooltip="#RRGGBB: the pad fill, and what alpha is composited on in every mode."),
-                io.Combo.Input("resample", options=list(bridge_image.RESAMPLERS), default="lanczos",
+                io.Combo.Input("resample", options=list(pixels.RESAMPLERS), default="lanczos",
                                tooltip="lanczos: Pillow Lanczos in float (sharpest); bicubic/bilinear: antialiased "
                                        "when shrinking; area: box average."),
                 io.Combo.Input("length_from", options=["frames", "seconds"], default="frames",
@@ -76,13 +76,13 @@ class StageBridge(io.ComfyNode):
                 length_from, frames, seconds, fps) -> io.NodeOutput:
         if image is None:
             raise ValueError("Stage Bridge: the image input is empty; connect the stage-1 image")
-        pixels = bridge_image.check_image(image)
-        batch, src_h, src_w, channels = pixels.shape
-        tw, th = bridge.target_size(target, width, height)
-        details = bridge.plan_details(src_w, src_h, tw, th, fit, orientation, anchor)
-        out, mask = bridge_image.apply_plan(pixels, details, resample, pad_style, pad_color)
-        length, length_note = bridge.clip_length(length_from, frames, seconds, fps)
-        text = bridge.describe(details, resample, pad_style, pad_color, length_note, batch, channels)
+        images = pixels.check_image(image)
+        batch, src_h, src_w, channels = images.shape
+        tw, th = geometry.target_size(target, width, height)
+        details = geometry.plan_details(src_w, src_h, tw, th, fit, orientation, anchor)
+        out, mask = pixels.apply_plan(images, details, resample, pad_style, pad_color)
+        length, length_note = geometry.clip_length(length_from, frames, seconds, fps)
+        text = geometry.describe(details, resample, pad_style, pad_color, length_note, batch, channels)
         ui = {"text": [text], "bridge_plan": [{**details, "length": length}]}
         return io.NodeOutput(out, details["width"], details["height"], length, mask, ui=ui)
 
@@ -110,8 +110,8 @@ class StagePlan(io.ComfyNode):
 
     @classmethod
     def execute(cls, target, width, height) -> io.NodeOutput:
-        tw, th = bridge.target_size(target, width, height)
-        s1w, s1h = bridge.stage1_size(tw, th)
+        tw, th = geometry.target_size(target, width, height)
+        s1w, s1h = geometry.stage1_size(tw, th)
         text = f"stage 1: {s1w}x{s1h} ({s1w * s1h / 1e6:.2f} MP) -> Wan {tw}x{th}"
         return io.NodeOutput(s1w, s1h, tw, th, ui={"text": [text]})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..twostage_i2v.comfy_folders import list_gguf, resolve
+from ..twostage_i2v.comfy.folders import list_gguf, resolve
 
 FOLDERS = ("text_encoders", "clip")
 
@@ -43,7 +43,7 @@ class WanTextEncoderLoaderGGUF(io.ComfyNode):
     def execute(cls, clip_name, device="default") -> io.NodeOutput:
         import folder_paths
 
-        from ..twostage_i2v.comfy_text_encoder import load_wan_text_encoder
+        from ..twostage_i2v.comfy.text_encoder import load_wan_text_encoder
 
         clip = load_wan_text_encoder(
             resolve(clip_name, *FOLDERS),

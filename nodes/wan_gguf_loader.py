@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..twostage_i2v.comfy_folders import list_gguf, resolve
+from ..twostage_i2v.comfy.folders import list_gguf, resolve
 
 FOLDERS = ("diffusion_models", "unet")
 
@@ -33,7 +33,7 @@ class WanI2VLoaderGGUF(io.ComfyNode):
 
     @classmethod
     def execute(cls, unet_name) -> io.NodeOutput:
-        from ..twostage_i2v.comfy_wan_loader import load_wan_i2v
+        from ..twostage_i2v.comfy.wan_loader import load_wan_i2v
 
         return io.NodeOutput(load_wan_i2v(resolve(unet_name, *FOLDERS)))
 

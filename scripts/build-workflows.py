@@ -1,5 +1,5 @@
 """Write the shipped workflows: workflows/<name>.json (UI format), workflows/api/<name>.json
-(API format, converted from the UI file by twostage_i2v.workflow_convert) and
+(API format, converted from the UI file by twostage_i2v.workflow.convert) and
 workflows/<name>.jpg (a diagram for the frontend's template browser).
 
     .venv/bin/python scripts/build-workflows.py [--check]
@@ -22,11 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from twostage_i2v import comfy_boot  # noqa: E402
-from twostage_i2v.workflow_build import SPEC_BY_NAME, build_all, dump_json  # noqa: E402
-from twostage_i2v.workflow_convert import ui_to_api  # noqa: E402
-from twostage_i2v.workflow_thumbnail import write_thumbnail  # noqa: E402
-from twostage_i2v.workflow_validate import format_report, object_info_in_process, validate  # noqa: E402
+from twostage_i2v.headless import inprocess  # noqa: E402
+from twostage_i2v.workflow.build import SPEC_BY_NAME, build_all, dump_json  # noqa: E402
+from twostage_i2v.workflow.convert import ui_to_api  # noqa: E402
+from twostage_i2v.workflow.thumbnail import write_thumbnail  # noqa: E402
+from twostage_i2v.workflow.validate import format_report, validate  # noqa: E402
+from twostage_i2v.headless.object_info import object_info_in_process  # noqa: E402
 
 WORKFLOWS_DIR = ROOT / "workflows"
 
@@ -36,7 +37,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="compare with the files on disk, write nothing")
     args = ap.parse_args()
     with contextlib.redirect_stdout(sys.stderr):
-        rt = comfy_boot.boot(ROOT / ".venv" / "build-base")
+        rt = inprocess.boot(ROOT / ".venv" / "build-base")
         object_info = object_info_in_process(rt.nodes)
     workflows = build_all(object_info)
     names = {k: v.get("display_name") or k for k, v in object_info.items()}

@@ -13,21 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from twostage_i2v import comfy_boot
+from twostage_i2v.headless import inprocess
 
-ARTIFACTS = Path(os.environ.get("TWOSTAGE_TEST_ARTIFACTS", comfy_boot.REPO_ROOT / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("TWOSTAGE_TEST_ARTIFACTS", inprocess.REPO_ROOT / "test-artifacts"))
 
 
 @pytest.fixture(scope="session")
 def comfy_base(tmp_path_factory) -> Path:
     """The ComfyUI base directory (models/, input/, output/, custom_nodes/ with this package)."""
-    return comfy_boot.prepare_base_dir(tmp_path_factory.mktemp("comfy-base"))
+    return inprocess.prepare_base_dir(tmp_path_factory.mktemp("comfy-base"))
 
 
 @pytest.fixture(scope="session")
 def tiny_models(comfy_base, comfy):
     """The small random-weight models, built once per machine and linked into the base dir."""
-    from twostage_i2v import tiny_models
+    from twostage_i2v.tiny import models as tiny_models
 
     return tiny_models.install_into(comfy_base)
 
@@ -35,8 +35,8 @@ def tiny_models(comfy_base, comfy):
 @pytest.fixture(scope="session")
 def comfy(comfy_base):
     """ComfyUI imported in-process with this package loaded from custom_nodes/."""
-    runtime = comfy_boot.boot(comfy_base)
-    assert not [m for m in runtime.import_failed if comfy_boot.PACKAGE_DIR_NAME in str(m)], runtime.import_failed
+    runtime = inprocess.boot(comfy_base)
+    assert not [m for m in runtime.import_failed if inprocess.PACKAGE_DIR_NAME in str(m)], runtime.import_failed
     return runtime
 
 
@@ -71,9 +71,9 @@ class Workflow1Run:
 @pytest.fixture(scope="session")
 def workflow1_run(server, comfy_base, tiny_models) -> Workflow1Run:
     """Workflow 1 through the real server (both stages): the slow run, once per session."""
-    from twostage_i2v import demo_graph
-    from twostage_i2v.workflow_build import SmallRun
-    from twostage_i2v.workflow_validate import object_info_from_server
+    from twostage_i2v.headless import demo_graph
+    from twostage_i2v.workflow.build import SmallRun
+    from twostage_i2v.headless.object_info import object_info_from_server
 
     names = demo_graph.install_models(comfy_base)
     run = SmallRun()

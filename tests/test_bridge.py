@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from twostage_i2v import bridge, bridge_image
-from twostage_i2v.comfy_boot import REPO_ROOT
+from twostage_i2v.bridge import geometry, pixels
+from twostage_i2v.headless.inprocess import REPO_ROOT
 
 pytestmark = pytest.mark.core
 
@@ -62,9 +62,9 @@ def brute_force_stage1(tw, th):
 # --- geometry -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("src", SDXL_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("fit", bridge.FITS)
+@pytest.mark.parametrize("fit", geometry.FITS)
 def test_output_size_per_mode_on_sdxl_sizes(src, fit):
-    p = bridge.plan(*src, 832, 480, fit)
+    p = geometry.plan(*src, 832, 480, fit)
     assert (p["width"], p["height"]) == EXPECTED_SIZES[src][fit]
     assert p["width"] % 16 == 0 and p["height"] % 16 == 0
     assert p["upscaled"] is False and 0 < p["scale"] < 1
@@ -73,28 +73,28 @@ def test_output_size_per_mode_on_sdxl_sizes(src, fit):
 
 @pytest.mark.parametrize("src", SDXL_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_official_area_matches_the_wan_repo_formula(src):
-    p = bridge.plan(*src, 832, 480, "official_area")
+    p = geometry.plan(*src, 832, 480, "official_area")
     assert (p["width"], p["height"]) == wan_repo_official_size(*src)
-    p720 = bridge.plan(*src, 1280, 720, "official_area")
+    p720 = geometry.plan(*src, 1280, 720, "official_area")
     assert (p720["width"], p720["height"]) == wan_repo_official_size(*src, 1280 * 720)
 
 
 def test_official_area_examples_from_the_wan_facts():
     for src, size in [((1216, 832), (752, 512)), ((1344, 768), (832, 464)), ((1024, 1024), (624, 624))]:
-        assert bridge.official_area_size(*src, 832 * 480) == size
+        assert geometry.official_area_size(*src, 832 * 480) == size
 
 
 def test_official_area_on_many_aspects_matches_the_formula():
     for w in range(200, 3000, 37):
         for h in (300, 640, 768, 1111, 2048):
-            assert bridge.official_area_size(w, h, 832 * 480) == wan_repo_official_size(w, h), (w, h)
+            assert geometry.official_area_size(w, h, 832 * 480) == wan_repo_official_size(w, h), (w, h)
 
 
 @pytest.mark.parametrize("src", SDXL_SIZES + [(640, 360), (97, 1000), (1000, 97)], ids=str)
-@pytest.mark.parametrize("anchor", bridge.ANCHORS)
+@pytest.mark.parametrize("anchor", geometry.ANCHORS)
 def test_crop_box_covers_the_target_aspect_at_the_anchor(src, anchor):
     sw, sh = src
-    p = bridge.plan_details(sw, sh, 832, 480, "crop", "as target", anchor)
+    p = geometry.plan_details(sw, sh, 832, 480, "crop", "as target", anchor)
     x, y, w, h = p["crop"]
     assert 0 <= x and 0 <= y and x + w <= sw and y + h <= sh
     # Largest box: one side is the whole source side; the other is the exact aspect to half a pixel.
@@ -118,10 +118,10 @@ def test_crop_box_covers_the_target_aspect_at_the_anchor(src, anchor):
 
 
 @pytest.mark.parametrize("src", SDXL_SIZES + [(640, 360), (300, 1000)], ids=str)
-@pytest.mark.parametrize("anchor", bridge.ANCHORS)
+@pytest.mark.parametrize("anchor", geometry.ANCHORS)
 def test_pad_content_box_fits_the_whole_image(src, anchor):
     sw, sh = src
-    p = bridge.plan_details(sw, sh, 832, 480, "pad", "as target", anchor)
+    p = geometry.plan_details(sw, sh, 832, 480, "pad", "as target", anchor)
     x, y, w, h = p["content"]
     s = min(832 / sw, 480 / sh)
     assert abs(w - sw * s) <= 0.5 and abs(h - sh * s) <= 0.5
@@ -140,72 +140,72 @@ def test_pad_content_box_fits_the_whole_image(src, anchor):
 
 
 def test_orientation_auto_follows_the_image_and_as_target_keeps_it():
-    assert bridge.plan(832, 1216, 832, 480, "crop")["width"] == 480
-    p = bridge.plan(832, 1216, 832, 480, "crop", "as target")
+    assert geometry.plan(832, 1216, 832, 480, "crop")["width"] == 480
+    p = geometry.plan(832, 1216, 832, 480, "crop", "as target")
     assert (p["width"], p["height"]) == (832, 480)
     assert p["crop"] == [0, 368, 832, 480]  # a landscape band out of the middle of a portrait image
-    assert bridge.plan(832, 1216, 832, 480, "crop", "as-target") == p
-    assert bridge.plan(1216, 832, 480, 832, "stretch")["width"] == 832
+    assert geometry.plan(832, 1216, 832, 480, "crop", "as-target") == p
+    assert geometry.plan(1216, 832, 480, 832, "stretch")["width"] == 832
     # Square images and square targets never turn.
-    assert bridge.plan(1024, 1024, 832, 480, "crop")["width"] == 832
-    assert bridge.plan(832, 1216, 624, 624, "crop")["width"] == 624
-    assert bridge.plan_details(832, 1216, 832, 480, "crop")["swapped"] is True
+    assert geometry.plan(1024, 1024, 832, 480, "crop")["width"] == 832
+    assert geometry.plan(832, 1216, 624, 624, "crop")["width"] == 624
+    assert geometry.plan_details(832, 1216, 832, 480, "crop")["swapped"] is True
 
 
 def test_smaller_image_is_flagged_as_upscaled():
-    p = bridge.plan(640, 360, 832, 480, "crop")
+    p = geometry.plan(640, 360, 832, 480, "crop")
     assert p["upscaled"] is True and p["scale"] == round(480 / 360, 6)
     assert p["crop"] == [8, 0, 624, 360]
-    assert bridge.plan(640, 360, 832, 480, "pad")["scale"] == 1.3
-    text = bridge.describe(bridge.plan_details(640, 360, 832, 480, "crop"))
+    assert geometry.plan(640, 360, 832, 480, "pad")["scale"] == 1.3
+    text = geometry.describe(geometry.plan_details(640, 360, 832, 480, "crop"))
     assert "UPSCALED x1.333" in text
-    assert "UPSCALED" not in bridge.describe(bridge.plan_details(1344, 768, 832, 480, "crop"))
+    assert "UPSCALED" not in geometry.describe(geometry.plan_details(1344, 768, 832, 480, "crop"))
     # Stretch upscales when one axis does, even though the other shrinks.
-    p = bridge.plan(1600, 400, 832, 480, "stretch")
+    p = geometry.plan(1600, 400, 832, 480, "stretch")
     assert p["upscaled"] is True and p["scale"] == 1.2
 
 
-@pytest.mark.parametrize("target", list(bridge.PRESETS), ids=str)
+@pytest.mark.parametrize("target", list(geometry.PRESETS), ids=str)
 def test_stage1_size_matches_a_brute_force_search(target):
-    tw, th = bridge.PRESETS[target]
-    s1 = bridge.stage1_size(tw, th)
+    tw, th = geometry.PRESETS[target]
+    s1 = geometry.stage1_size(tw, th)
     assert s1 == brute_force_stage1(tw, th)
     assert s1[0] % 64 == 0 and s1[1] % 64 == 0
     # Rendering stage 1 there means the bridge only ever scales down.
-    assert bridge.plan(*s1, tw, th, "crop")["upscaled"] is False
+    assert geometry.plan(*s1, tw, th, "crop")["upscaled"] is False
 
 
 def test_stage1_size_examples_and_customs():
-    assert bridge.stage1_size(832, 480) == (1344, 768)
-    assert bridge.stage1_size(480, 832) == (768, 1344)
-    assert bridge.stage1_size(624, 624) == (1024, 1024)
+    assert geometry.stage1_size(832, 480) == (1344, 768)
+    assert geometry.stage1_size(480, 832) == (768, 1344)
+    assert geometry.stage1_size(624, 624) == (1024, 1024)
     for tw, th in [(1024, 576), (960, 544), (1536, 640), (512, 768), (1600, 400), (320, 1280)]:
-        assert bridge.stage1_size(tw, th) == brute_force_stage1(tw, th), (tw, th)
-    assert bridge.plan(1344, 768, 832, 480)["stage1"] == {"width": 1344, "height": 768}
+        assert geometry.stage1_size(tw, th) == brute_force_stage1(tw, th), (tw, th)
+    assert geometry.plan(1344, 768, 832, 480)["stage1"] == {"width": 1344, "height": 768}
 
 
 @pytest.mark.parametrize("value, nearest", [(830, "816 or 832"), (100, "96 or 112"), (1000, "992 or 1008")])
 def test_custom_size_not_a_multiple_of_16_names_the_value_and_neighbours(value, nearest):
     with pytest.raises(ValueError) as e:
-        bridge.target_size("custom", value, 480)
+        geometry.target_size("custom", value, 480)
     assert str(e.value) == f"custom width {value} is not a multiple of 16: Wan 2.1 needs multiples of 16; use {nearest}"
     with pytest.raises(ValueError, match=f"custom height {value} is not a multiple of 16"):
-        bridge.target_size("custom", 832, value)
-    assert bridge.target_size("custom", 96, 64) == (96, 64)
-    assert bridge.target_size("1280x720 (720p)", 100, 7) == (1280, 720)  # presets ignore width/height
+        geometry.target_size("custom", 832, value)
+    assert geometry.target_size("custom", 96, 64) == (96, 64)
+    assert geometry.target_size("1280x720 (720p)", 100, 7) == (1280, 720)  # presets ignore width/height
 
 
 def test_bad_inputs_are_refused_by_name():
     with pytest.raises(ValueError, match="source width is 0: the image is empty"):
-        bridge.plan(0, 480, 832, 480)
+        geometry.plan(0, 480, 832, 480)
     with pytest.raises(ValueError, match="unknown fit 'zoom'"):
-        bridge.plan(832, 480, 832, 480, "zoom")
+        geometry.plan(832, 480, 832, 480, "zoom")
     with pytest.raises(ValueError, match="unknown anchor"):
-        bridge.plan(832, 480, 832, 480, "crop", "auto", "middle")
+        geometry.plan(832, 480, 832, 480, "crop", "auto", "middle")
     with pytest.raises(ValueError, match="unknown orientation"):
-        bridge.plan(832, 480, 832, 480, "crop", "portrait")
+        geometry.plan(832, 480, 832, 480, "crop", "portrait")
     with pytest.raises(ValueError, match="too narrow"):
-        bridge.plan(100000, 1, 832, 480, "official_area")
+        geometry.plan(100000, 1, 832, 480, "official_area")
 
 
 def nearest_4n1(n):
@@ -216,18 +216,18 @@ def nearest_4n1(n):
 
 def test_length_snaps_to_4n_plus_1():
     for n in range(0, 200):
-        assert bridge.snap_length(n) == nearest_4n1(n), n
-    assert bridge.clip_length("frames", 81) == (81, "length: 81 frames")
-    assert bridge.clip_length("frames", 80) == (81, "length: 80 frames -> 81 (snapped to 4n+1)")
-    assert bridge.clip_length("frames", 83) == (85, "length: 83 frames -> 85 (snapped to 4n+1)")
-    assert bridge.clip_length("seconds", seconds=5.0, fps=16.0) == (
+        assert geometry.snap_length(n) == nearest_4n1(n), n
+    assert geometry.clip_length("frames", 81) == (81, "length: 81 frames")
+    assert geometry.clip_length("frames", 80) == (81, "length: 80 frames -> 81 (snapped to 4n+1)")
+    assert geometry.clip_length("frames", 83) == (85, "length: 83 frames -> 85 (snapped to 4n+1)")
+    assert geometry.clip_length("seconds", seconds=5.0, fps=16.0) == (
         81, "length: 5 s x 16 fps = 80 frames -> 81 (snapped to 4n+1)")
-    assert bridge.clip_length("seconds", seconds=3.0, fps=24.0)[0] == nearest_4n1(72)
-    assert bridge.clip_length("seconds", seconds=0.0, fps=16.0)[0] == 1
+    assert geometry.clip_length("seconds", seconds=3.0, fps=24.0)[0] == nearest_4n1(72)
+    assert geometry.clip_length("seconds", seconds=0.0, fps=16.0)[0] == 1
     with pytest.raises(ValueError, match="fps 0.0 must be a finite number > 0"):
-        bridge.clip_length("seconds", seconds=1.0, fps=0.0)
+        geometry.clip_length("seconds", seconds=1.0, fps=0.0)
     with pytest.raises(ValueError, match="seconds nan"):
-        bridge.clip_length("seconds", seconds=float("nan"))
+        geometry.clip_length("seconds", seconds=float("nan"))
 
 
 def test_cli_plan_prints_the_plan_json():
@@ -239,7 +239,7 @@ def test_cli_plan_prints_the_plan_json():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert list(out) == ["width", "height", "scale", "upscaled", "crop", "stage1"]
-    assert out == bridge.plan(1344, 768, 832, 480, "crop")
+    assert out == geometry.plan(1344, 768, 832, 480, "crop")
     assert out["crop"] == [6, 0, 1331, 768] and out["stage1"] == {"width": 1344, "height": 768}
 
     r = cli("832x1216", "--target", "832x480", "--fit", "official_area", "--orientation", "as-target", "--json")
@@ -285,8 +285,8 @@ def pil_resize_float(arr: np.ndarray, size, box, resample, cut_first=False) -> n
 def run_bridge(image, target=(832, 480), fit="crop", anchor="center", resample="lanczos", pad_style="color",
                pad_color="#000000", orientation="auto"):
     b, h, w = image.shape[:3]
-    details = bridge.plan_details(w, h, *target, fit, orientation, anchor)
-    out, mask = bridge_image.apply_plan(image, details, resample, pad_style, pad_color)
+    details = geometry.plan_details(w, h, *target, fit, orientation, anchor)
+    out, mask = pixels.apply_plan(image, details, resample, pad_style, pad_color)
     return out, mask, details
 
 
@@ -348,7 +348,7 @@ def test_area_is_a_box_average():
 
 @pytest.mark.parametrize("src, anchor", [((1024, 1024), "center"), ((1344, 768), "top"), ((832, 1216), "left"),
                                          ((1536, 640), "bottom")], ids=str)
-@pytest.mark.parametrize("pad_style", bridge_image.PAD_STYLES)
+@pytest.mark.parametrize("pad_style", pixels.PAD_STYLES)
 def test_pad_keeps_the_whole_image_inside_the_mask(src, anchor, pad_style):
     arr = noise_image(*src, seed=1)
     out, mask, d = run_bridge(as_tensor(arr), fit="pad", anchor=anchor, pad_style=pad_style,
@@ -381,7 +381,7 @@ def test_rgba_is_composited_on_the_pad_colour_in_every_mode():
     a = rgba[..., 3:]
     bg = torch.tensor([1.0, 128 / 255, 0.0])
     composited = rgba[..., :3] * a + bg * (1 - a)
-    for fit in bridge.FITS:
+    for fit in geometry.FITS:
         got, _, _ = run_bridge(rgba, target=(96, 64), fit=fit, pad_color="#ff8000")
         want, _, _ = run_bridge(composited, target=(96, 64), fit=fit, pad_color="#ff8000")
         assert torch.allclose(got, want, atol=1e-6), fit
@@ -394,7 +394,7 @@ def test_grey_becomes_rgb_and_batches_are_frame_by_frame():
     assert out.shape == (1, 64, 96, 3) and torch.equal(out, rgb_out)
 
     frames = [noise_image(200, 120, seed=s) for s in (8, 9, 10)]
-    for resample in bridge_image.RESAMPLERS:
+    for resample in pixels.RESAMPLERS:
         batch, mask, _ = run_bridge(as_tensor(*frames), target=(96, 64), fit="pad", resample=resample)
         assert batch.shape == (3, 64, 96, 3) and mask.shape == (3, 64, 96)
         for i, f in enumerate(frames):
@@ -406,7 +406,7 @@ def test_outputs_stay_in_range():
     # A hard black/white edge makes Lanczos and bicubic ring past [0, 1]; the bridge clamps.
     arr = np.zeros((120, 200, 3), np.uint8)
     arr[:, 100:] = 255
-    for resample in bridge_image.RESAMPLERS:
+    for resample in pixels.RESAMPLERS:
         out, _, _ = run_bridge(as_tensor(arr), target=(96, 64), resample=resample)
         assert float(out.min()) >= 0 and float(out.max()) <= 1
 
@@ -419,7 +419,7 @@ def test_outputs_stay_in_range():
 ])
 def test_broken_images_are_refused_clearly(shape, message):
     with pytest.raises(ValueError, match=message):
-        bridge_image.check_image(torch.zeros(shape))
+        pixels.check_image(torch.zeros(shape))
 
 
 def test_nan_and_inf_are_refused():
@@ -427,12 +427,12 @@ def test_nan_and_inf_are_refused():
     img[0, 1, 2, 0] = float("nan")
     img[0, 3, 4, 1] = float("inf")
     with pytest.raises(ValueError, match="image has 1 NaN and 1 infinite values"):
-        bridge_image.to_rgb(img)
+        pixels.to_rgb(img)
 
 
 def test_pad_colour_parsing():
-    assert bridge_image.parse_color("#336699") == (0x33 / 255, 0x66 / 255, 0x99 / 255)
-    assert bridge_image.parse_color("fff") == (1.0, 1.0, 1.0)
+    assert pixels.parse_color("#336699") == (0x33 / 255, 0x66 / 255, 0x99 / 255)
+    assert pixels.parse_color("fff") == (1.0, 1.0, 1.0)
     for bad in ("#12345", "red", "#gg0000", ""):
         with pytest.raises(ValueError, match="is not a hex colour: write #RRGGBB"):
-            bridge_image.parse_color(bad)
+            pixels.parse_color(bad)

@@ -14,8 +14,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from twostage_i2v import cli, recipes
-from twostage_i2v.gguf_write import LazyTensor, write_gguf
+from twostage_i2v import cli
+from twostage_i2v.models import wan_recipes
+from twostage_i2v.gguf.writer import LazyTensor
+from twostage_i2v.models.wan_convert import write_model_gguf
 
 pytestmark = pytest.mark.core
 
@@ -180,7 +182,7 @@ def test_recipe_types_in_file(converted, recipe):
     for name, want in EXPECTED[recipe].items():
         assert got[name] == want, (name, got[name].name, want.name)
     assert reader.get_field("general.architecture").contents() == "wan"
-    assert reader.get_field("general.file_type").contents() == recipes.file_type(recipe)
+    assert reader.get_field("general.file_type").contents() == wan_recipes.file_type(recipe)
 
 
 def test_f32_round_trips_exactly_and_restores_5d_shape(model, converted):
@@ -267,7 +269,7 @@ def test_unknown_type_lists_valid_ones(model, tmp_path, capsys):
     assert convert(src, dst, "--type", "Q4_K_X") == 1
     err = capsys.readouterr().err
     assert "Q4_K_X" in err
-    for name in recipes.RECIPE_NAMES:
+    for name in wan_recipes.RECIPE_NAMES:
         assert name in err
     assert not dst.exists()
 
@@ -303,7 +305,7 @@ def test_failed_write_leaves_no_file(tmp_path):
     tensors["blocks.1.ffn.2.weight"] = LazyTensor((DIM, FFN), boom)
     dst = tmp_path / "partial.gguf"
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_gguf(dst, tensors, "Q4_K_M")
+        write_model_gguf(dst, tensors, "Q4_K_M")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -311,11 +313,11 @@ def test_write_gguf_refuses_overwrite_and_unknown_arch(tmp_path):
     dst = tmp_path / "a.gguf"
     dst.write_bytes(b"x")
     with pytest.raises(FileExistsError, match=r"a\.gguf.*--force"):
-        write_gguf(dst, {"w": np.zeros((4, 32), np.float32)}, "Q8_0")
+        write_model_gguf(dst, {"w": np.zeros((4, 32), np.float32)}, "Q8_0")
     other = {"double_blocks.0.img_attn.proj.weight": np.ones((4, 32), np.float32)}
     with pytest.raises(ValueError, match="arch"):
-        write_gguf(tmp_path / "b.gguf", other, "Q8_0")
-    write_gguf(tmp_path / "b.gguf", other, "Q8_0", arch="flux", metadata={"general.name": "t", "my.int": 3})
+        write_model_gguf(tmp_path / "b.gguf", other, "Q8_0")
+    write_model_gguf(tmp_path / "b.gguf", other, "Q8_0", arch="flux", metadata={"general.name": "t", "my.int": 3})
     reader, tensors = read_back(tmp_path / "b.gguf")
     assert reader.get_field("general.architecture").contents() == "flux"
     assert reader.get_field("my.int").contents() == 3
@@ -327,7 +329,7 @@ def test_recipes_on_wan_14b_shapes():
     d, f, n = 5120, 13824, 40
 
     def tt(recipe, name, shape):
-        return recipes.tensor_type(recipe, name, shape, n_layers=n)
+        return wan_recipes.tensor_type(recipe, name, shape, n_layers=n)
 
     more_bits = [i for i in range(n) if tt("Q4_K_M", f"blocks.{i}.self_attn.v.weight", (d, d)) == T.Q6_K]
     assert more_bits == [0, 1, 2, 3, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 34, 35, 36, 37, 38, 39]
@@ -354,4 +356,4 @@ def test_recipes_on_wan_14b_shapes():
     assert tt("Q6_K", "blocks.0.ffn.0.weight", (f, 96)) == T.Q8_0
     assert tt("Q8_0", "blocks.0.ffn.0.weight", (f, 100)) == T.F16
     with pytest.raises(ValueError, match="Q7_K.*Q4_K_M"):
-        recipes.get_recipe("Q7_K")
+        wan_recipes.get_recipe("Q7_K")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from twostage_i2v import dequant as dq
-from twostage_i2v.dequant import dequantize
-from twostage_i2v.ggml_types import (
+from twostage_i2v.gguf import dequant as dq
+from twostage_i2v.gguf.dequant import dequantize
+from twostage_i2v.gguf.ggml_types import (
     TYPES,
     UnsupportedQuantType,
     is_supported,

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from harness.server import ComfyServer
-from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
-from twostage_i2v.gguf_write import write_gguf
+from twostage_i2v.headless.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.models.wan_convert import write_model_gguf
 
 pytestmark = [pytest.mark.server, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -29,12 +29,12 @@ def _run(server, prompt, comfy_base):
 def test_gguf_model_prepared_for_dynamic_vram(comfy, comfy_base, tiny_models, artifacts, recipe):
     from safetensors.torch import load_file
 
-    if comfy.core("comfy_features").native_qt_available() is False:
+    if comfy.core("comfy.features").native_qt_available() is False:
         pytest.skip("this ComfyUI has no dynamic VRAM")
     name = f"wan_tiny_gpu_{recipe}.gguf"
     path = comfy_base / "models" / "diffusion_models" / name
     if not path.exists():
-        write_gguf(path, load_file(str(tiny_models["wan_i2v"])), recipe)
+        write_model_gguf(path, load_file(str(tiny_models["wan_i2v"])), recipe)
     image = write_start_image(comfy_base / "input")
     node = {"class_type": "TwoStageI2V_WanI2VLoaderGGUF", "inputs": {"unet_name": name}}
     prompt = wan_i2v_prompt(tiny_models, image, model_node=node, length=9, steps=4, prefix=f"gpu/{recipe}")

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from twostage_i2v import bridge, prompt_lint, wan_prompts
-from twostage_i2v.gguf_summary import summarize_file
+from twostage_i2v.bridge import geometry
+from twostage_i2v.prompt import lint as prompt_lint, wan_prompts
+from twostage_i2v.models.summary import summarize_file
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "web" / "twostage_i2v.js"
@@ -70,9 +71,9 @@ def test_script_calls_only_the_package_routes():
 
 @pytest.mark.core
 def test_script_holds_no_copy_of_the_lint_rules():
-    # One source of truth: the words and messages live in prompt_rules.json and reach
+    # One source of truth: the words and messages live in rules.json and reach
     # the node through the /twostage_i2v/lint route, never through a copy in the script.
-    rules = json.loads((REPO / "twostage_i2v" / "prompt_rules.json").read_text(encoding="utf-8"))
+    rules = json.loads((REPO / "twostage_i2v" / "prompt" / "rules.json").read_text(encoding="utf-8"))
     js = _js().lower()
     terms = {t for g in rules["appearance"] for t in g.get("terms", [])}
     terms |= {t for v in rules["vocabularies"].values() if isinstance(v, list) for t in v}
@@ -276,12 +277,12 @@ def test_gguf_loader_shows_file_names_as_text(server, page):
 
 def planned_rows(target: str, fit: str, frames: int, source=None) -> list[str]:
     """The panel before a run (source None: the Stage Plan size is assumed) or after one."""
-    tw, th = bridge.target_size(target, 832, 480)
-    sw, sh = source or bridge.stage1_size(tw, th)
-    p = bridge.plan_details(sw, sh, tw, th, fit)
-    length, note = bridge.clip_length("frames", frames, 5.0, 16.0)
+    tw, th = geometry.target_size(target, 832, 480)
+    sw, sh = source or geometry.stage1_size(tw, th)
+    p = geometry.plan_details(sw, sh, tw, th, fit)
+    length, note = geometry.clip_length("frames", frames, 5.0, 16.0)
     src = f"from the last {sw}x{sh} image" if source else f"if stage 1 gives {sw}x{sh}"
-    text = bridge.describe(p, "lanczos", "color", "#000000", note)
+    text = geometry.describe(p, "lanczos", "color", "#000000", note)
     return [f"planned: Wan frame {p['width']}x{p['height']}, {length} frames ({src})"] + text.split("\n")[1:]
 
 
@@ -330,8 +331,8 @@ def test_stage_bridge_shows_the_source_with_its_box_after_a_run(page, bridge_sou
     wait_text(page, node, "twostage_bridge", planned_rows("832x480 (480p)", fit, 81))  # no plan left in flight
     page.eval("() => app.queuePrompt(0, 1)")
 
-    details = bridge.plan_details(sw, sh, 832, 480, fit)
-    text = bridge.describe(details, "lanczos", "color", "#000000", bridge.clip_length("frames", 81, 5.0, 16.0)[1], 1, 3)
+    details = geometry.plan_details(sw, sh, 832, 480, fit)
+    text = geometry.describe(details, "lanczos", "color", "#000000", geometry.clip_length("frames", 81, 5.0, 16.0)[1], 1, 3)
     heading = f"ran: Wan frame 832x480, 81 frames from {sw}x{sh}"
     wait_text(page, node, "twostage_bridge", [heading] + text.split("\n")[1:], timeout=120_000)
     panel = page.widget_element(node, "twostage_bridge")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
-from twostage_i2v import comfy_boot
+from twostage_i2v.headless.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.headless import inprocess
 
-REPO = comfy_boot.REPO_ROOT
+REPO = inprocess.REPO_ROOT
 OUR_NODES = {
     "TwoStageI2V_WanI2VLoaderGGUF",
     "TwoStageI2V_TextEncoderGGUF",
@@ -67,7 +67,7 @@ def test_requirements_match_pyproject():
 def test_package_nodes_registered_in_process(comfy):
     registered = {k for k in comfy.nodes.NODE_CLASS_MAPPINGS if k.startswith("TwoStageI2V_")}
     assert OUR_NODES <= registered
-    assert comfy_boot.PACKAGE_DIR_NAME in " ".join(comfy.nodes.LOADED_MODULE_DIRS)
+    assert inprocess.PACKAGE_DIR_NAME in " ".join(comfy.nodes.LOADED_MODULE_DIRS)
     # Every core extension loads without a web server too (0.30.0's node replacements register with
     # PromptServer.instance as they load), and no stand-in server is left behind for code to find.
     assert comfy.import_failed == []
@@ -96,9 +96,9 @@ def test_server_lists_package_nodes_and_imports_cleanly(server):
     loader = info["TwoStageI2V_WanI2VLoaderGGUF"]
     assert loader["display_name"] == "Load Wan I2V Model (GGUF)"
     log = server.log()
-    assert f"custom_nodes/{comfy_boot.PACKAGE_DIR_NAME}" in log
+    assert f"custom_nodes/{inprocess.PACKAGE_DIR_NAME}" in log
     assert "IMPORT FAILED" not in log.split("Import times for custom nodes")[-1].split("\n\n")[0]
-    assert f"Cannot import {Path(server.base_dir) / 'custom_nodes' / comfy_boot.PACKAGE_DIR_NAME}" not in log
+    assert f"Cannot import {Path(server.base_dir) / 'custom_nodes' / inprocess.PACKAGE_DIR_NAME}" not in log
 
 
 @pytest.mark.server

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from twostage_i2v.cli import main
-from twostage_i2v.gguf_write import write_gguf
+from twostage_i2v.models.wan_convert import write_model_gguf
 
 pytestmark = pytest.mark.comfy
 
@@ -22,7 +22,7 @@ def ggufs(tiny_models, tmp_path_factory):
     files = {}
     for key, recipe in (("wan_i2v", "Q4_K_M"), ("wan_t2v", "Q8_0")):
         files[key] = out / f"{key}_{recipe}.gguf"
-        write_gguf(files[key], load_file(str(tiny_models[key])), recipe)
+        write_model_gguf(files[key], load_file(str(tiny_models[key])), recipe)
     return files
 
 
@@ -86,7 +86,7 @@ def test_dequant_names_missing_tensor(ggufs, tmp_path, capsys):
 
 
 def test_inspect_reports_umt5_with_its_configuration(tiny_models, capsys):
-    from twostage_i2v import tiny_umt5
+    from twostage_i2v.tiny import umt5 as tiny_umt5
 
     path = tiny_models["umt5_q8_0"]
     s = run_json(capsys, "inspect", str(path), "--json")

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from twostage_i2v import media_metadata
+from twostage_i2v.workflow import media_metadata
 from twostage_i2v.cli import main
-from twostage_i2v.comfy_boot import REPO_ROOT
+from twostage_i2v.headless.inprocess import REPO_ROOT
 
 pytestmark = pytest.mark.core
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from twostage_i2v import prompt_lint, tiny_umt5, wan_prompts
-from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.prompt import lint as prompt_lint, wan_prompts
+from twostage_i2v.tiny import umt5 as tiny_umt5
+from twostage_i2v.headless.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
 
 pytestmark = pytest.mark.comfy
 

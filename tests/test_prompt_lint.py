@@ -17,8 +17,9 @@ import sys
 
 import pytest
 
-from twostage_i2v import prompt_lint, wan_prompts
-from twostage_i2v.prompt_lint import lint_prompt, strip_appearance
+from twostage_i2v.prompt import lint as prompt_lint, wan_prompts
+from twostage_i2v.prompt.lint import lint_prompt, strip_appearance
+from twostage_i2v.headless.inprocess import REPO_ROOT
 
 pytestmark = pytest.mark.core
 
@@ -325,7 +326,7 @@ console.log(JSON.stringify([all.length, [...'her long blonde_hair sways'.matchAl
 def _cli(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "twostage_i2v", "lint-prompt", *args], capture_output=True,
-                          cwd=prompt_lint.RULES_PATH.parent.parent, env=env, timeout=120)
+                          cwd=REPO_ROOT, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("text", [
@@ -350,7 +351,7 @@ def test_cli_text_output_and_stdin():
     assert warned.returncode == 0
     assert warned.stdout.decode("utf-8").strip() == "appearance: " + lint_prompt("blonde hair")[0]["message"]
     piped = subprocess.run([sys.executable, "-m", "twostage_i2v", "lint-prompt", "-", "--json"], input="金发，微笑".encode(),
-                           capture_output=True, cwd=prompt_lint.RULES_PATH.parent.parent, timeout=120)
+                           capture_output=True, cwd=REPO_ROOT, timeout=120)
     assert [w["span"] for w in json.loads(piped.stdout)["warnings"]] == ["金发"]
 
 

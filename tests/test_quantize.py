@@ -1,6 +1,6 @@
 """quantize(): every type against gguf-py's reference dequantizer.
 
-Oracles: bytes from ``twostage_i2v.quantize`` are decoded by ``gguf.quants.dequantize``
+Oracles: bytes from ``twostage_i2v.gguf.quantize`` are decoded by ``gguf.quants.dequantize``
 (the llama.cpp team's numpy port), and the error must meet llama.cpp's own
 limits from tests/test-quantize-fns.cpp on that test's synthetic data; the
 K-quant bytes must also equal those of a scalar, line-by-line transliteration
@@ -15,7 +15,7 @@ import gguf
 import numpy as np
 import pytest
 
-from twostage_i2v import quantize as q
+from twostage_i2v.gguf import quantize as q
 
 pytestmark = pytest.mark.core
 

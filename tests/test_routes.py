@@ -10,9 +10,10 @@ import urllib.request
 
 import pytest
 
-from twostage_i2v import bridge, prompt_lint, wan_prompts
-from twostage_i2v.gguf_summary import summarize_file
-from twostage_i2v.tiny_models import MODELS
+from twostage_i2v.bridge import geometry
+from twostage_i2v.prompt import lint as prompt_lint, wan_prompts
+from twostage_i2v.models.summary import summarize_file
+from twostage_i2v.tiny.models import MODELS
 
 pytestmark = pytest.mark.server
 # The tiny Wan I2V GGUF the tiny_models fixture links into models/diffusion_models/.
@@ -156,19 +157,19 @@ def test_bridge_plan_route_equals_plan_details(server):
          "anchor": "top", "length_from": "seconds", "frames": 81, "seconds": 3.0, "fps": 16}
     status, body = call(server, "/twostage_i2v/bridge_plan?" + urllib.parse.urlencode(q))
     assert status == 200, body
-    length, note = bridge.clip_length("seconds", 81, 3.0, 16.0)
-    expected = {**bridge.plan_details(640, 300, 480, 832, "pad", "as target", "top"),
+    length, note = geometry.clip_length("seconds", 81, 3.0, 16.0)
+    expected = {**geometry.plan_details(640, 300, 480, 832, "pad", "as target", "top"),
                 "source_assumed": False, "length": length, "length_note": note}
     assert body == json.loads(json.dumps(expected))
-    assert {k: body[k] for k in bridge.PLAN_KEYS} == json.loads(json.dumps(bridge.plan(640, 300, 480, 832, "pad", "as target", "top")))
+    assert {k: body[k] for k in geometry.PLAN_KEYS} == json.loads(json.dumps(geometry.plan(640, 300, 480, 832, "pad", "as target", "top")))
 
 
 def test_bridge_plan_route_assumes_the_stage_plan_size_before_a_run(server):
     q = {"target": "custom", "width": 1024, "height": 576, "fit": "crop"}
     status, body = call(server, "/twostage_i2v/bridge_plan?" + urllib.parse.urlencode(q))
     assert status == 200, body
-    w, h = bridge.stage1_size(1024, 576)
-    assert body == json.loads(json.dumps({**bridge.plan_details(w, h, 1024, 576, "crop"), "source_assumed": True}))
+    w, h = geometry.stage1_size(1024, 576)
+    assert body == json.loads(json.dumps({**geometry.plan_details(w, h, 1024, 576, "crop"), "source_assumed": True}))
 
 
 @pytest.mark.parametrize("query", ["fit=squash", "w=abc&h=10", "target=999x999", "w=0&h=0", "frames=x&length_from=frames"])
@@ -182,10 +183,10 @@ def test_bridge_plan_route_gives_the_node_text_for_the_widgets(server):
          "resample": "bicubic", "pad_style": "color", "pad_color": "#808080"}
     status, body = call(server, "/twostage_i2v/bridge_plan?" + urllib.parse.urlencode(q))
     assert status == 200, body
-    details = bridge.plan_details(320, 128, 832, 480, "pad")
-    length, note = bridge.clip_length("frames", 50, 5.0, 16.0)
+    details = geometry.plan_details(320, 128, 832, 480, "pad")
+    length, note = geometry.clip_length("frames", 50, 5.0, 16.0)
     # What the Stage Bridge node itself reports after running with these widgets.
-    assert body["text"] == bridge.describe(details, "bicubic", "color", "#808080", note)
+    assert body["text"] == geometry.describe(details, "bicubic", "color", "#808080", note)
     assert body["length"] == length == 49 and "UPSCALED" in body["text"]
 
 

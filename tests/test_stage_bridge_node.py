@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from twostage_i2v import bridge, bridge_image
-from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.bridge import geometry, pixels
+from twostage_i2v.headless.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
 
 pytestmark = pytest.mark.comfy
 
@@ -77,11 +77,11 @@ def test_bridge_node_is_the_core_plan_and_pixels(comfy):
     image = gradient(1216, 832)
     out, w, h, length, mask, ui = run_bridge(comfy, image, fit="pad", pad_style="blur", anchor="top",
                                              length_from="seconds", seconds=3.0, fps=24.0)
-    details = bridge.plan_details(1216, 832, 832, 480, "pad", "auto", "top")
-    want, want_mask = bridge_image.apply_plan(image, details, "lanczos", "blur", "#000000")
+    details = geometry.plan_details(1216, 832, 832, 480, "pad", "auto", "top")
+    want, want_mask = pixels.apply_plan(image, details, "lanczos", "blur", "#000000")
     assert (w, h) == (832, 480) and out.shape == (1, 480, 832, 3)
     assert torch.equal(out, want) and torch.equal(mask, want_mask)
-    assert length == 73 == bridge.snap_length(72)
+    assert length == 73 == geometry.snap_length(72)
     # The image part is Pillow's Lanczos of the whole source (float planes, per channel).
     x, y, cw, ch = details["content"]
     assert (x, y) == (65, 0)
@@ -89,7 +89,7 @@ def test_bridge_node_is_the_core_plan_and_pixels(comfy):
         (cw, ch), Image.Resampling.LANCZOS)) for c in range(3)], -1)
     assert float(np.abs(out[0, y:y + ch, x:x + cw].numpy() - np.clip(ref, 0, 1)).max()) < 1e-6
 
-    text = bridge.describe(details, "lanczos", "blur", "#000000",
+    text = geometry.describe(details, "lanczos", "blur", "#000000",
                            "length: 3 s x 24 fps = 72 frames -> 73 (snapped to 4n+1)", 1, 3)
     assert ui["text"] == [text]
     assert text.splitlines()[0] == "Wan frame 832x480 from a 1216x832 image"
@@ -126,9 +126,9 @@ def test_bridge_node_refuses_bad_custom_sizes_and_images(comfy):
 def test_stage_plan_node(comfy):
     node = comfy.node_class(PLAN_NODE)
     for target in TARGETS[:-1]:
-        tw, th = bridge.PRESETS[target]
+        tw, th = geometry.PRESETS[target]
         out = node.execute(target=target, width=832, height=480)
-        assert tuple(out.args) == (*bridge.stage1_size(tw, th), tw, th)
+        assert tuple(out.args) == (*geometry.stage1_size(tw, th), tw, th)
     out = node.execute(target="832x480 (480p)", width=16, height=16)
     assert tuple(out.args) == (1344, 768, 832, 480)
     assert out.ui == {"text": ["stage 1: 1344x768 (1.03 MP) -> Wan 832x480"]}

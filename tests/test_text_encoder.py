@@ -15,8 +15,10 @@ import pytest
 import sentencepiece
 import torch
 
-from twostage_i2v import comfy_boot, spm_proto, t5_gguf, tiny_umt5
-from twostage_i2v.gguf_reader import GGUFReadError, read_metadata
+from twostage_i2v.headless import inprocess
+from twostage_i2v.models import spm_proto, umt5_file
+from twostage_i2v.tiny import umt5 as tiny_umt5
+from twostage_i2v.gguf.reader import GGUFReadError, read_metadata
 
 TINY = tiny_umt5.TINY_CONFIG
 
@@ -46,7 +48,7 @@ def config(tok) -> dict:
 
 def random_tensors(config: dict, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in t5_gguf.expected_shapes(config).items()}
+    return {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in umt5_file.expected_shapes(config).items()}
 
 
 @pytest.fixture(scope="module")
@@ -108,46 +110,46 @@ def test_proto_refuses_non_models():
 @pytest.mark.core
 def test_names_match_gguf_py_tensor_map(config):
     tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5ENCODER, config["num_layers"])
-    for name in t5_gguf.expected_shapes(config):
+    for name in umt5_file.expected_shapes(config):
         llama = tmap.get_name(name, try_suffixes=(".weight",))
         assert llama is not None, name
-        assert t5_gguf.comfy_to_llama(name) == llama
-        assert t5_gguf.llama_to_comfy(llama) == name
-    assert t5_gguf.llama_to_comfy("enc.blk.3.ffn_gate.weight") == "encoder.block.3.layer.1.DenseReluDense.wi_0.weight"
-    assert t5_gguf.llama_to_comfy("enc.blk.0.ffn_up.weight", gated=False) == "encoder.block.0.layer.1.DenseReluDense.wi.weight"
+        assert umt5_file.comfy_to_llama(name) == llama
+        assert umt5_file.llama_to_comfy(llama) == name
+    assert umt5_file.llama_to_comfy("enc.blk.3.ffn_gate.weight") == "encoder.block.3.layer.1.DenseReluDense.wi_0.weight"
+    assert umt5_file.llama_to_comfy("enc.blk.0.ffn_up.weight", gated=False) == "encoder.block.0.layer.1.DenseReluDense.wi.weight"
 
 
 @pytest.mark.core
 def test_comfy_names_both_namings():
     llama = ["token_embd.weight", "enc.blk.0.attn_q.weight", "enc.output_norm.weight", "dec.blk.0.attn_q.weight", "output.weight"]
-    assert t5_gguf.comfy_names(llama) == {
+    assert umt5_file.comfy_names(llama) == {
         "token_embd.weight": "shared.weight",
         "enc.blk.0.attn_q.weight": "encoder.block.0.layer.0.SelfAttention.q.weight",
         "enc.output_norm.weight": "encoder.final_layer_norm.weight",
     }
     hf = ["umt5xxl.transformer.encoder.embed_tokens.weight", "umt5xxl.transformer.encoder.block.0.layer.1.DenseReluDense.wo.weight",
           "decoder.block.0.layer.0.SelfAttention.q.weight", "lm_head.weight"]
-    assert t5_gguf.comfy_names(hf) == {
+    assert umt5_file.comfy_names(hf) == {
         "umt5xxl.transformer.encoder.embed_tokens.weight": "shared.weight",
         "umt5xxl.transformer.encoder.block.0.layer.1.DenseReluDense.wo.weight": "encoder.block.0.layer.1.DenseReluDense.wo.weight",
     }
-    with pytest.raises(t5_gguf.WrongTextEncoderError, match=r"x\.gguf has tensors a umt5 encoder does not have \(enc\.blk\.0\.attn_qkv\.weight\)"):
-        t5_gguf.comfy_names(["token_embd.weight", "enc.blk.0.attn_qkv.weight"], "x.gguf")
+    with pytest.raises(umt5_file.WrongTextEncoderError, match=r"x\.gguf has tensors a umt5 encoder does not have \(enc\.blk\.0\.attn_qkv\.weight\)"):
+        umt5_file.comfy_names(["token_embd.weight", "enc.blk.0.attn_qkv.weight"], "x.gguf")
 
 
 @pytest.mark.core
 def test_config_from_metadata(core_file, config):
     meta = read_metadata(core_file)
     assert meta["general.architecture"] == "t5encoder"
-    got = t5_gguf.umt5_config_from_metadata(meta)
+    got = umt5_file.umt5_config_from_metadata(meta)
     assert got == {**config, "n_positions": tiny_umt5.CONTEXT_LENGTH}
-    assert t5_gguf.expected_shapes(got) == t5_gguf.expected_shapes(config)
+    assert umt5_file.expected_shapes(got) == umt5_file.expected_shapes(config)
 
 
 @pytest.mark.core
 def test_config_of_real_umt5_xxl_metadata_matches_comfyui_json():
     """The keys llama.cpp writes for umt5-xxl give ComfyUI's own umt5_config_xxl.json."""
-    ref = json.loads((comfy_boot.comfyui_root() / "comfy/text_encoders/umt5_config_xxl.json").read_text())
+    ref = json.loads((inprocess.comfyui_root() / "comfy/text_encoders/umt5_config_xxl.json").read_text())
     meta = {
         "general.architecture": "t5encoder",
         "t5encoder.context_length": 512,
@@ -161,23 +163,23 @@ def test_config_of_real_umt5_xxl_metadata_matches_comfyui_json():
         "t5encoder.attention.relative_buckets_count": 32,
         "tokenizer.ggml.tokens": [f"t{i}" for i in range(256384)],
     }
-    got = t5_gguf.umt5_config_from_metadata(meta)
+    got = umt5_file.umt5_config_from_metadata(meta)
     for key in ("d_ff", "d_kv", "d_model", "num_heads", "num_layers", "layer_norm_epsilon", "model_type",
                 "is_gated_act", "dense_act_fn", "vocab_size", "relative_attention_num_buckets"):
         assert got[key] == ref[key], key
-    assert 5.6e9 < t5_gguf.parameter_count(got) < 5.8e9
+    assert 5.6e9 < umt5_file.parameter_count(got) < 5.8e9
 
 
 @pytest.mark.core
 def test_config_from_shapes_for_comfy_named_file(tmp_path, config, tok):
     path = tiny_umt5.write_t5_gguf(tmp_path / "umt5-comfy.gguf", random_tensors(config), config, tok, "F32", arch="t5", naming="comfy")
-    u = t5_gguf.open_umt5_gguf(path)
+    u = umt5_file.open_umt5_gguf(path)
     assert u.config == config
     assert u.tokenizer_source == "the file's spiece_model tensor"
-    with pytest.raises(t5_gguf.T5ConfigError, match=r"no T5 encoder configuration: architecture 't5' has no t5\.embedding_length"):
-        t5_gguf.umt5_config_from_metadata(read_metadata(path))
-    assert t5_gguf.umt5_config_from_file(u.file) == config
-    assert set(u.names.values()) == set(t5_gguf.expected_shapes(config))
+    with pytest.raises(umt5_file.T5ConfigError, match=r"no T5 encoder configuration: architecture 't5' has no t5\.embedding_length"):
+        umt5_file.umt5_config_from_metadata(read_metadata(path))
+    assert umt5_file.umt5_config_from_file(u.file) == config
+    assert set(u.names.values()) == set(umt5_file.expected_shapes(config))
 
 
 # ------------------------------------------------------------------ tokenizer from metadata
@@ -185,7 +187,7 @@ def test_config_from_shapes_for_comfy_named_file(tmp_path, config, tok):
 
 @pytest.mark.core
 def test_tokenizer_rebuilt_from_metadata_equals_trained(core_file, trained_proto, config, tok):
-    u = t5_gguf.open_umt5_gguf(core_file)
+    u = umt5_file.open_umt5_gguf(core_file)
     assert u.tokenizer_source == "the file's metadata"
     meta = read_metadata(core_file)
     assert len(meta["tokenizer.ggml.tokens"]) == config["vocab_size"] > len(tok.pieces)
@@ -206,7 +208,7 @@ def test_byte_fallback_tokenizer_survives_gguf_metadata(tmp_path):
     assert m.byte_fallback and sum(p.type == spm_proto.BYTE for p in m.pieces) == 256
     cfg = tiny_umt5.tiny_config(tiny_umt5.embedding_rows(len(m.pieces)))
     path = tiny_umt5.write_t5_gguf(tmp_path / "umt5-bytes.gguf", random_tensors(cfg), cfg, m, "F32")
-    rebuilt = t5_gguf.open_umt5_gguf(path).spm_proto
+    rebuilt = umt5_file.open_umt5_gguf(path).spm_proto
     a = sentencepiece.SentencePieceProcessor(model_proto=proto)
     b = sentencepiece.SentencePieceProcessor(model_proto=rebuilt)
     for text in (*TEXTS, "quokka ☃ 𝄞 ß"):
@@ -217,19 +219,19 @@ def test_byte_fallback_tokenizer_survives_gguf_metadata(tmp_path):
 @pytest.mark.core
 def test_file_without_tokenizer_uses_a_matching_spiece_model(tmp_path, config, tok, trained_proto):
     path = tiny_umt5.write_t5_gguf(tmp_path / "umt5-notok.gguf", random_tensors(config), config, None, "F32")
-    with pytest.raises(t5_gguf.TokenizerError, match=r"umt5-notok\.gguf has no tokenizer \(no tokenizer\.ggml\.tokens\) and no umt5 tokenizer with a matching vocabulary \(384 rows\) was found"):
-        t5_gguf.open_umt5_gguf(path)
+    with pytest.raises(umt5_file.TokenizerError, match=r"umt5-notok\.gguf has no tokenizer \(no tokenizer\.ggml\.tokens\) and no umt5 tokenizer with a matching vocabulary \(384 rows\) was found"):
+        umt5_file.open_umt5_gguf(path)
 
     # A tokenizer whose vocabulary does not fit the embedding is passed over, and named.
     big = {**config, "vocab_size": 1024}
     (tmp_path / "wide").mkdir()
     wide = tiny_umt5.write_t5_gguf(tmp_path / "wide" / "umt5-wide.gguf", random_tensors(big), big, None, "F32")
     (tmp_path / "wide" / "umt5-wide.spiece.model").write_bytes(trained_proto)
-    with pytest.raises(t5_gguf.TokenizerError, match=rf"Rejected: umt5-wide\.spiece\.model: the tokenizer from umt5-wide\.spiece\.model has {len(tok.pieces)} pieces but the encoder's embedding has 1024 rows: they belong to different models"):
-        t5_gguf.open_umt5_gguf(wide)
+    with pytest.raises(umt5_file.TokenizerError, match=rf"Rejected: umt5-wide\.spiece\.model: the tokenizer from umt5-wide\.spiece\.model has {len(tok.pieces)} pieces but the encoder's embedding has 1024 rows: they belong to different models"):
+        umt5_file.open_umt5_gguf(wide)
 
     (tmp_path / "spiece.model").write_bytes(trained_proto)
-    u = t5_gguf.open_umt5_gguf(path)
+    u = umt5_file.open_umt5_gguf(path)
     assert u.tokenizer_source == str(tmp_path / "spiece.model")
     a = sentencepiece.SentencePieceProcessor(model_proto=trained_proto)
     b = sentencepiece.SentencePieceProcessor(model_proto=u.spm_proto)
@@ -244,7 +246,7 @@ def test_file_without_tokenizer_uses_comfyui_safetensors_spiece(tmp_path, config
     other = tmp_path / "te"
     other.mkdir()
     save_file({"spiece_model": torch.frombuffer(bytearray(trained_proto), dtype=torch.uint8)}, str(other / "umt5_xxl_fp16.safetensors"))
-    u = t5_gguf.open_umt5_gguf(path, tokenizer_folders=[other])
+    u = umt5_file.open_umt5_gguf(path, tokenizer_folders=[other])
     assert u.tokenizer_source == str(other / "umt5_xxl_fp16.safetensors")
     assert spm_proto.decode_model_proto(u.spm_proto).pieces == spm_proto.decode_model_proto(trained_proto).pieces
 
@@ -301,8 +303,8 @@ REFUSALS = {
 def test_refuses_other_models(tmp_path, kind):
     make, message = REFUSALS[kind]
     name = {"wan": "wan-i2v.gguf", "llm": "llm.gguf", "clip": "clip.gguf"}[kind]
-    with pytest.raises(t5_gguf.WrongTextEncoderError, match=message):
-        t5_gguf.open_umt5_gguf(make(tmp_path / name))
+    with pytest.raises(umt5_file.WrongTextEncoderError, match=message):
+        umt5_file.open_umt5_gguf(make(tmp_path / name))
 
 
 @pytest.mark.core
@@ -310,7 +312,7 @@ def test_refuses_non_gguf(tmp_path):
     path = tmp_path / "umt5_xxl_fp16.gguf"
     path.write_bytes(b'{"__metadata__": {}}' + b"\0" * 64)
     with pytest.raises(GGUFReadError, match=r"umt5_xxl_fp16\.gguf is not a GGUF file \(it starts with b'\{\"__', not b'GGUF'\)"):
-        t5_gguf.open_umt5_gguf(path)
+        umt5_file.open_umt5_gguf(path)
 
 
 @pytest.mark.core
@@ -318,8 +320,8 @@ def test_refuses_t5_that_is_not_umt5(tmp_path, config, tok):
     tensors = random_tensors(config)
     del tensors["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"]
     path = tiny_umt5.write_t5_gguf(tmp_path / "t5xxl-Q8_0.gguf", tensors, config, tok, "F32")
-    with pytest.raises(t5_gguf.WrongTextEncoderError, match=r"t5xxl-Q8_0\.gguf is a T5 encoder \(relative attention bias in block 0 only.*not umt5"):
-        t5_gguf.open_umt5_gguf(path)
+    with pytest.raises(umt5_file.WrongTextEncoderError, match=r"t5xxl-Q8_0\.gguf is a T5 encoder \(relative attention bias in block 0 only.*not umt5"):
+        umt5_file.open_umt5_gguf(path)
 
 
 @pytest.mark.core
@@ -333,20 +335,20 @@ def test_refuses_t5_that_is_not_umt5(tmp_path, config, tok):
 ])
 def test_refuses_configs_comfyui_cannot_build(tmp_path, config, tok, key, value, message):
     path = tiny_umt5.write_t5_gguf(tmp_path / "bad.gguf", random_tensors(config), config, tok, "F32", metadata={key: value})
-    with pytest.raises(t5_gguf.WrongTextEncoderError, match=r"bad\.gguf.*" + message):
-        t5_gguf.open_umt5_gguf(path)
+    with pytest.raises(umt5_file.WrongTextEncoderError, match=r"bad\.gguf.*" + message):
+        umt5_file.open_umt5_gguf(path)
 
 
 @pytest.mark.core
 def test_refuses_quant_types_without_dequantizer(tmp_path, monkeypatch, config, tok):
-    from twostage_i2v import quantize
+    from twostage_i2v.gguf import quantize
 
     q81 = gguf.GGMLQuantizationType.Q8_1
     block, size = gguf.GGML_QUANT_SIZES[q81]
     monkeypatch.setattr(quantize, "quantize", lambda v, q: np.zeros((*v.shape[:-1], v.shape[-1] // block * size), np.uint8))
     path = tiny_umt5.write_t5_gguf(tmp_path / "umt5-Q8_1.gguf", random_tensors(config), config, tok, "Q8_1")
     with pytest.raises(ValueError, match=r"umt5-Q8_1\.gguf: tensor token_embd\.weight is stored as Q8_1, which this loader cannot dequantize; pick .*\(supported types: F32, "):
-        t5_gguf.open_umt5_gguf(path)
+        umt5_file.open_umt5_gguf(path)
 
 
 # ------------------------------------------------------------------ in ComfyUI
@@ -354,7 +356,7 @@ def test_refuses_quant_types_without_dequantizer(tmp_path, monkeypatch, config, 
 
 @pytest.fixture(scope="module")
 def tiny_te(comfy, comfy_base):
-    from twostage_i2v import tiny_models
+    from twostage_i2v.tiny import models as tiny_models
 
     return tiny_models.install_into(comfy_base, ["umt5_f32", "umt5_q8_0"])
 
@@ -373,7 +375,7 @@ def _reference_state_dict(path) -> dict:
     to_comfy = {}
     for t in reader.tensors:
         cfg["vocab_size"] = max(cfg["vocab_size"], int(t.shape[-1]) if t.name == "token_embd.weight" else 0)
-    for name in t5_gguf.expected_shapes(cfg):
+    for name in umt5_file.expected_shapes(cfg):
         to_comfy[tmap.get_name(name, try_suffixes=(".weight",))] = name
     sd = {}
     for t in reader.tensors:
@@ -411,7 +413,7 @@ def test_expected_shapes_are_comfyui_t5_layout(comfy, config):
 
     with torch.device("meta"):
         model = T5(config, torch.float32, "meta", manual_cast)
-    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == t5_gguf.expected_shapes(config)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == umt5_file.expected_shapes(config)
 
 
 @pytest.mark.comfy

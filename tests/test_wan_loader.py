@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from twostage_i2v import tiny_models
-from twostage_i2v.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
-from twostage_i2v.gguf_write import write_gguf
+from twostage_i2v.tiny import models as tiny_models
+from twostage_i2v.headless.api_graphs import decode_video, saved_videos, wan_i2v_prompt, write_start_image
+from twostage_i2v.models.wan_convert import write_model_gguf
 
 pytestmark = pytest.mark.comfy
 LOADER = "TwoStageI2V_WanI2VLoaderGGUF"
@@ -30,7 +30,7 @@ def wan_files(comfy, comfy_base, tiny_models):
     for recipe in ("F32", "Q8_0", "Q4_K_M"):
         path = folder / f"wan_tiny_{recipe}.gguf"
         if not path.exists():
-            write_gguf(path, sd, recipe)
+            write_model_gguf(path, sd, recipe)
         files[recipe] = path
     mixed = folder / "wan_tiny_mixed.gguf"
     if not mixed.exists():
@@ -124,7 +124,7 @@ def test_f32_gguf_output_identical_to_core_unet_loader(comfy, wan_files):
 def test_quantized_gguf_matches_core_loader_on_reference_dequantization(comfy, wan_files, key):
     inputs = wan_inputs(1)
     patcher = load_gguf(comfy, wan_files[key].name)
-    ggml = comfy.core("ggml_tensor").GGMLTensor
+    ggml = comfy.core("gguf.ggml_tensor").GGMLTensor
     quantized = [n for n, p in patcher.model.diffusion_model.named_parameters() if isinstance(p, ggml)]
     assert quantized, "weights were not kept quantized"
     ours = model_output(patcher, inputs)
@@ -134,15 +134,15 @@ def test_quantized_gguf_matches_core_loader_on_reference_dequantization(comfy, w
 
 
 def test_mixed_file_uses_every_supported_type(wan_files):
-    from twostage_i2v.ggml_types import supported_names
-    from twostage_i2v.gguf_reader import read_gguf
+    from twostage_i2v.gguf.ggml_types import supported_names
+    from twostage_i2v.gguf.reader import read_gguf
 
     used = {t.type_name for t in read_gguf(wan_files["mixed"]).tensors.values()}
     assert used == set(supported_names())
 
 
 def test_loading_keeps_weights_quantized_in_parameter_storage(comfy, wan_files):
-    from twostage_i2v.gguf_reader import read_gguf
+    from twostage_i2v.gguf.reader import read_gguf
 
     patcher = load_gguf(comfy, wan_files["Q4_K_M"].name)
     f = read_gguf(wan_files["Q4_K_M"])
@@ -151,7 +151,7 @@ def test_loading_keeps_weights_quantized_in_parameter_storage(comfy, wan_files):
         p = params[name]
         if t.type_name in ("F32", "F16", "BF16"):
             continue
-        assert isinstance(p, comfy.core("ggml_tensor").GGMLTensor) and p.quantized_nbytes == t.nbytes
+        assert isinstance(p, comfy.core("gguf.ggml_tensor").GGMLTensor) and p.quantized_nbytes == t.nbytes
         # The bytes live in the file's memory map: nothing was copied or dequantized.
         assert mapped_file_of(p.raw.data_ptr()) == str(wan_files["Q4_K_M"])
     # ComfyUI's memory accounting sees the stored (quantized) size, not a float one.
@@ -226,7 +226,7 @@ def test_torch_compile_model_node_compiles_around_dequantization(comfy, wan_file
 
     eager = sample(model)
     assert rel_max_err(sample(compiled), eager) <= 1e-4
-    assert any(type(m).__module__.endswith("comfy_ggml_ops") for m in model.model.diffusion_model.modules())
+    assert any(type(m).__module__.endswith("twostage_i2v.comfy.ops") for m in model.model.diffusion_model.modules())
 
 
 # ---------------------------------------------------------------- refusals
@@ -234,7 +234,7 @@ def test_torch_compile_model_node_compiles_around_dequantization(comfy, wan_file
 
 def _expect_refusal(comfy, path, *needles):
     with pytest.raises(ValueError) as info:
-        comfy.core("comfy_wan_loader").load_wan_i2v(path)
+        comfy.core("comfy.wan_loader").load_wan_i2v(path)
     msg = str(info.value)
     assert path.name in msg
     for n in needles:
@@ -247,7 +247,7 @@ def test_refuses_t2v_model(comfy, comfy_base, tiny_models):
 
     path = comfy_base / "models" / "diffusion_models" / "wan_tiny_t2v_Q8_0.gguf"
     if not path.exists():
-        write_gguf(path, load_file(str(tiny_models["wan_t2v"])), "Q8_0")
+        write_model_gguf(path, load_file(str(tiny_models["wan_t2v"])), "Q8_0")
     _expect_refusal(comfy, path, "T2V", "text-to-video", "I2V", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
 
 
@@ -314,7 +314,7 @@ def test_loading_a_large_gguf_does_not_materialise_weights(comfy, tmp_path):
         model = wan_model.WanModel(model_type="i2v", in_dim=36, operations=ops.manual_cast, **big)
     sd = tiny_models.randomise({k: tuple(v.shape) for k, v in model.state_dict().items()}, seed=3)
     path = tmp_path / "wan_big_Q8_0.gguf"
-    write_gguf(path, sd, "Q8_0")
+    write_model_gguf(path, sd, "Q8_0")
     float_bytes = sum(v.numel() * 4 for v in sd.values())
     del sd, model
     gc.collect()
@@ -322,7 +322,7 @@ def test_loading_a_large_gguf_does_not_materialise_weights(comfy, tmp_path):
     assert size >= 200e6
     proc = psutil.Process()
     before = proc.memory_info().rss
-    patcher = comfy.core("comfy_wan_loader").load_wan_i2v(path)
+    patcher = comfy.core("comfy.wan_loader").load_wan_i2v(path)
     grown = proc.memory_info().rss - before
     assert grown < 0.25 * float_bytes, (grown, float_bytes)
     assert patcher.model_size() < 0.35 * float_bytes
@@ -333,15 +333,15 @@ def test_loading_a_large_gguf_does_not_materialise_weights(comfy, tmp_path):
 
 def test_packed_layout_path_gives_legacy_results(comfy, wan_files):
     """The QuantizedTensor layout that dynamic VRAM streams, run on the CPU through core ops."""
-    features = comfy.core("comfy_features")
-    loader = comfy.core("comfy_wan_loader")
+    features = comfy.core("comfy.features")
+    loader = comfy.core("comfy.wan_loader")
     native = {loader.WEIGHT_PATH_OPTION: "native"}
     if not features.native_qt_available():
         # 0.3.75: no comfy-kitchen layouts, hence no dynamic path to take.
         with pytest.raises(RuntimeError, match="no comfy-kitchen QuantizedTensor layouts"):
             loader.load_wan_i2v(wan_files["mixed"], native)
         return
-    layout = comfy.core("comfy_ggml_layout")
+    layout = comfy.core("comfy.layout")
     inputs = wan_inputs(3)
     for key in ("Q4_K_M", "mixed"):
         packed = loader.load_wan_i2v(wan_files[key], native)
@@ -353,7 +353,7 @@ def test_packed_layout_path_gives_legacy_results(comfy, wan_files):
 
 def test_packed_tensor_survives_dynamic_vram_buffers(comfy, wan_files):
     """Flatten into a shared buffer and rebuild, as ModelPatcherDynamic does per layer."""
-    features = comfy.core("comfy_features")
+    features = comfy.core("comfy.features")
     if not features.native_qt_available():
         import comfy.quant_ops as q  # 0.3.75: its own QuantizedTensor, no layout registry
 
@@ -362,12 +362,12 @@ def test_packed_tensor_survives_dynamic_vram_buffers(comfy, wan_files):
     import comfy.memory_management as cmm
     from comfy_kitchen.tensor import QuantizedTensor
 
-    layout = comfy.core("comfy_ggml_layout")
-    f = comfy.core("gguf_reader").read_gguf(wan_files["mixed"])
-    wan = comfy.core("wan_gguf")
+    layout = comfy.core("comfy.layout")
+    f = comfy.core("gguf.reader").read_gguf(wan_files["mixed"])
+    wan = comfy.core("models.wan_file")
     for name, t in f.tensors.items():
         g = wan.tensor_from_gguf(t)
-        if not isinstance(g, comfy.core("ggml_tensor").GGMLTensor) or len(t.shape) != 2:
+        if not isinstance(g, comfy.core("gguf.ggml_tensor").GGMLTensor) or len(t.shape) != 2:
             continue
         qt = layout.to_quantized_tensor(g, torch.float32)
         assert qt.shape == torch.Size(t.shape) and qt.nbytes == t.nbytes
@@ -385,8 +385,8 @@ def test_packed_tensor_survives_dynamic_vram_buffers(comfy, wan_files):
 
 
 def test_packed_weights_take_lora_without_requantizing(comfy, comfy_base, wan_files):
-    features = comfy.core("comfy_features")
-    loader = comfy.core("comfy_wan_loader")
+    features = comfy.core("comfy.features")
+    loader = comfy.core("comfy.wan_loader")
     if not features.native_qt_available():
         with pytest.raises(RuntimeError, match="use the legacy path"):
             loader.load_wan_i2v(wan_files["Q8_0"], {loader.WEIGHT_PATH_OPTION: "native"})

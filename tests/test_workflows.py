@@ -23,18 +23,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twostage_i2v import comfy_boot, demo_graph, media_metadata
-from twostage_i2v.api_graphs import decode_video
+from twostage_i2v.headless import inprocess, demo_graph
+from twostage_i2v.workflow import media_metadata
+from twostage_i2v.headless.api_graphs import decode_video
 from twostage_i2v.cli import main
-from twostage_i2v.workflow_build import (CORE_VER, MODEL_FILES, PACKAGE_CNR_ID, SPEC_BY_NAME, WAN_CFG, WAN_FPS,
+from twostage_i2v.workflow.build import (CORE_VER, MODEL_FILES, PACKAGE_CNR_ID, SPEC_BY_NAME, WAN_CFG, WAN_FPS,
                                          WAN_FRAMES, WAN_SHIFT, WAN_STEPS, WORKFLOWS, build_all, dump_json,
                                          find_nodes)
-from twostage_i2v.workflow_convert import ui_to_api, widget_layout, widget_values_by_name
-from twostage_i2v.workflow_validate import object_info_in_process, validate
+from twostage_i2v.workflow.convert import ui_to_api, widget_layout, widget_values_by_name
+from twostage_i2v.workflow.validate import validate
+from twostage_i2v.headless.object_info import object_info_in_process
 
 pytestmark = pytest.mark.comfy
 
-WORKFLOWS_DIR = comfy_boot.REPO_ROOT / "workflows"
+WORKFLOWS_DIR = inprocess.REPO_ROOT / "workflows"
 NAMES = [s.name for s in WORKFLOWS]
 # The node list for a two-stage workflow; the image-only one has LoadImage instead of stage 1.
 STAGE2_TYPES = ["TwoStageI2V_StageBridge", "TwoStageI2V_WanI2VLoaderGGUF", "TwoStageI2V_TextEncoderGGUF",
@@ -321,7 +323,7 @@ def test_demo_writes_a_new_video_and_keeps_existing_files(tiny_models, object_in
     taken.parent.mkdir(parents=True)
     taken.write_bytes(b"a user's own file")
     done = subprocess.run([sys.executable, "-m", "twostage_i2v", "demo", "--base-dir", str(tmp_path / "base"),
-                           "--output", str(out)], cwd=comfy_boot.REPO_ROOT, capture_output=True, text=True,
+                           "--output", str(out)], cwd=inprocess.REPO_ROOT, capture_output=True, text=True,
                           timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     assert taken.read_bytes() == b"a user's own file"
@@ -359,11 +361,11 @@ def test_validates_against_the_server(server, name, capsys):
 @pytest.mark.server
 def test_server_lists_the_templates(server):
     listed = server.client.get("/api/workflow_templates")
-    assert sorted(listed[comfy_boot.PACKAGE_DIR_NAME]) == sorted(NAMES)
+    assert sorted(listed[inprocess.PACKAGE_DIR_NAME]) == sorted(NAMES)
     for name in NAMES:
-        served = server.client.get(f"/api/workflow_templates/{comfy_boot.PACKAGE_DIR_NAME}/{name}.json")
+        served = server.client.get(f"/api/workflow_templates/{inprocess.PACKAGE_DIR_NAME}/{name}.json")
         assert served == load(name)
-        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{comfy_boot.PACKAGE_DIR_NAME}/{name}.jpg") as r:
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{inprocess.PACKAGE_DIR_NAME}/{name}.jpg") as r:
             assert Image.open(BytesIO(r.read())).size == (1024, 576)
 
 

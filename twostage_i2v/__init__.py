@@ -1,8 +1,12 @@
-"""Core library of ComfyUI-TwoStage-I2V.
+"""ComfyUI-TwoStage-I2V: SDXL still -> Wan image-to-video from GGUF.
 
-Plain Python + torch: nothing here imports ComfyUI at module level, so every
-piece can be used and tested without a server. ComfyUI glue lives in
-``twostage_i2v.comfy`` (imported lazily) and in the package's ``nodes/``.
+One folder per part. The core, importable and testable without ComfyUI:
+``gguf/`` (the file format), ``models/`` (what a file holds), ``bridge/``,
+``prompt/``, ``workflow/``. At the edges, the only code that imports ComfyUI:
+``comfy/`` (glue behind the nodes in the repository's ``nodes/``),
+``headless/`` (driving a real ComfyUI without the UI) and ``tiny/`` (small
+random models built with ComfyUI's classes). ``cli.py`` and ``commands/`` are
+the command line on top of both.
 """
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from twostage_i2v.comfy_http import ComfyClient, ComfyHTTPError
+from twostage_i2v.headless.client import ComfyClient, ComfyHTTPError
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..recipes import RECIPE_NAMES, get_recipe
+from ..models.wan_recipes import RECIPE_NAMES, get_recipe
 
 VERB = "convert"
 HELP = "Convert a .safetensors diffusion model (Wan 2.1) to a quantized .gguf file."
@@ -37,7 +37,7 @@ def open_safetensors(path: Path):
     """(handle, {name: LazyTensor}) reading one tensor at a time from ``path``."""
     from safetensors import safe_open
 
-    from ..gguf_write import LazyTensor
+    from ..gguf.writer import LazyTensor
 
     handle = safe_open(str(path), framework="pt", device="cpu")
     lazy = {}
@@ -48,7 +48,8 @@ def open_safetensors(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gguf_write import check_target, write_gguf
+    from ..gguf.writer import check_target
+    from ..models.wan_convert import write_model_gguf
 
     src, dst = Path(args.input), Path(args.output)
     try:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
         try:
-            summary = write_gguf(dst, tensors, recipe, arch=args.arch, progress=progress, force=args.force)
+            summary = write_model_gguf(dst, tensors, recipe, arch=args.arch, progress=progress, force=args.force)
         except (ValueError, OSError) as exc:
             bar.close()
             return _fail(f"{src} -> {dst}: {exc}")

@@ -29,17 +29,18 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from .. import comfy_boot, demo_graph
-    from ..workflow_build import SmallRun
-    from ..workflow_validate import format_report, object_info_in_process, validate
+    from ..headless import inprocess, demo_graph
+    from ..workflow.build import SmallRun
+    from ..workflow.validate import format_report, validate
+    from ..headless.object_info import object_info_in_process
 
     started = time.monotonic()
-    base = Path(args.base_dir or comfy_boot.REPO_ROOT / ".venv" / "demo-base")
-    output = Path(args.output or comfy_boot.REPO_ROOT / "output")
+    base = Path(args.base_dir or inprocess.REPO_ROOT / ".venv" / "demo-base")
+    output = Path(args.output or inprocess.REPO_ROOT / "output")
     output.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] ComfyUI: {comfy_boot.comfyui_root()}", flush=True)
+    print(f"[demo] ComfyUI: {inprocess.comfyui_root()}", flush=True)
     with contextlib.redirect_stdout(sys.stderr):
-        rt = comfy_boot.boot(base, output_dir=output)
+        rt = inprocess.boot(base, output_dir=output)
     cache = demo_graph.tiny_models.cache_dir()
     todo = demo_graph.models_to_build()
     if todo:
@@ -71,7 +72,7 @@ def run(args) -> int:
     if not videos:
         print("[demo] error: the graph ran but saved no video", file=sys.stderr)
         return 1
-    from ..api_graphs import decode_video
+    from ..headless.api_graphs import decode_video
 
     frames, fps, w, h, _ = decode_video(videos[0])
     print(f"[demo] wrote {videos[0]} ({frames} frames, {fps:g} fps, {w}x{h}; the workflow is embedded)")
@@ -94,6 +95,6 @@ def run(args) -> int:
 
 def real_models():
     """The real model files workflow 1 names, as its loader nodes list them."""
-    from ..workflow_build import MODEL_FILES
+    from ..workflow.build import MODEL_FILES
 
     return [MODEL_FILES[k] for k in ("sdxl", "wan_480p", "umt5", "clip_vision", "vae")]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..ggml_types import UnsupportedQuantType
-from ..gguf_reader import GGUFReadError, read_gguf
-from ..dequant import dequantize
+from ..gguf.ggml_types import UnsupportedQuantType
+from ..gguf.reader import GGUFReadError, read_gguf
+from ..gguf.dequant import dequantize
 
 VERB = "dequant"
 HELP = "Write chosen tensors of a .gguf file as float32 NAME.npy files in their logical shape."

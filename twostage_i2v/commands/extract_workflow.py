@@ -18,7 +18,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..media_metadata import NoWorkflow, extract_prompt, extract_workflow
+    from ..workflow.media_metadata import NoWorkflow, extract_prompt, extract_workflow
 
     try:
         data = extract_prompt(args.file) if args.prompt else extract_workflow(args.file)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ..gguf_reader import GGUFReadError
-from ..gguf_summary import format_summary, summarize_file
+from ..gguf.reader import GGUFReadError
+from ..models.summary import format_summary, summarize_file
 
 VERB = "inspect"
 HELP = "Say what a .gguf file is: kind (wan-i2v, wan-t2v, umt5, other) and why, quant mix, size, parameters."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..prompt_lint import lint_result
+from ..prompt.lint import lint_result
 
 VERB = "lint-prompt"
 HELP = ("Check a Wan 2.1 image-to-video motion prompt: appearance words the start image already fixes, "

@@ -25,7 +25,7 @@ def add_arguments(p):
 
 def load_workflow(path: Path):
     """The parsed JSON of a workflow file, or the workflow a media file carries."""
-    from ..media_metadata import NoWorkflow, embedded, sniff
+    from ..workflow.media_metadata import NoWorkflow, embedded, sniff
 
     if sniff(path) != "unknown":
         found = embedded(path)
@@ -42,20 +42,21 @@ def load_workflow(path: Path):
 
 
 def in_process_object_info(base_dir: str | None) -> dict:
-    from .. import comfy_boot
-    from ..workflow_validate import object_info_in_process
+    from ..headless import inprocess
+    from ..headless.object_info import object_info_in_process
 
-    base = Path(base_dir) if base_dir else comfy_boot.REPO_ROOT / ".venv" / "validate-base"
+    base = Path(base_dir) if base_dir else inprocess.REPO_ROOT / ".venv" / "validate-base"
     # ComfyUI prints while it starts; keep stdout for the report.
     with contextlib.redirect_stdout(sys.stderr):
-        rt = comfy_boot.boot(base)
+        rt = inprocess.boot(base)
         return object_info_in_process(rt.nodes)
 
 
 def run(args) -> int:
-    from ..comfy_http import ComfyHTTPError
-    from ..media_metadata import NoWorkflow
-    from ..workflow_validate import format_report, object_info_from_server, validate
+    from ..headless.client import ComfyHTTPError
+    from ..workflow.media_metadata import NoWorkflow
+    from ..workflow.validate import format_report, validate
+    from ..headless.object_info import object_info_from_server
 
     path = Path(args.file)
     if not path.is_file():

@@ -8,7 +8,7 @@ time on a small corpus holding English motion prompts and Wan's Chinese
 negative prompt, so both tokenize into real pieces.
 
 The tokenizer parts need no ComfyUI; the weights are shaped by ComfyUI's own
-T5 class, so building them needs ComfyUI imported (see comfy_boot).
+T5 class, so building them needs ComfyUI imported (see headless.inprocess).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import spm_proto
-from .t5_gguf import comfy_to_llama, tokenizer_metadata
+from ..models import spm_proto
+from ..models.umt5_file import comfy_to_llama, tokenizer_metadata
 
 # Width 4096 is fixed: Wan's text_embedding takes umt5-xxl's 4096-wide states.
 # Everything inside the blocks can be small.
@@ -128,7 +128,7 @@ def tiny_umt5_state_dict(config: dict, seed: int = WEIGHT_SEED) -> dict:
     import comfy.text_encoders.t5
     import torch
 
-    from .tiny_models import randomise
+    from .models import randomise
 
     with torch.device("meta"):
         model = comfy.text_encoders.t5.T5(config, torch.float32, "meta", comfy.ops.manual_cast)
@@ -166,7 +166,7 @@ def write_t5_gguf(
     """
     import gguf
 
-    from .quantize import quantize
+    from ..gguf.quantize import quantize
 
     path = Path(path)
     kv: dict = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .wan_keys import normalise_names
+from .wan_names import normalise_names
 
 WAN_SIZES = {1536: "1.3B", 5120: "14B"}
 _T5_ARCHES = {"t5", "t5encoder"}

@@ -25,8 +25,8 @@ from comfy_kitchen.tensor import (
     register_layout_op,
 )
 
-from .dequant import dequantize
-from .ggml_tensor import GGMLTensor
+from ..gguf.dequant import dequantize
+from ..gguf.ggml_tensor import GGMLTensor
 
 LAYOUT = "TwoStageI2V_GGML"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR_NAME = "ComfyUI-TwoStage-I2V"
 BUNDLED_TREES = {
     "0.30.0": REPO_ROOT / ".venv" / "comfyui-0.30.0",

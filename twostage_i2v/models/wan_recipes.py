@@ -59,7 +59,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .wan_keys import strip_prefix
+from .wan_names import strip_prefix
 
 WAN_14B_LAYERS = 40
 BIG_TENSOR = 1 << 20  # values; unquantized tensors this large are stored in 16 bits

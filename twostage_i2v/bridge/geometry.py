@@ -9,7 +9,7 @@ Fit modes (the output is always ``width`` x ``height``, multiples of 16):
   anchor. The box is an integer rectangle of *source* pixels whose aspect is
   the target's to within one source pixel; it is resized to exactly W x H.
 - ``pad``: scale so the whole image fits inside, place it at the anchor and
-  fill the rest (colour, edge or blur; see ``bridge_image``). The content box
+  fill the rest (colour, edge or blur; see ``bridge.pixels``). The content box
   is reported in *output* pixels.
 - ``stretch``: resize the whole image to W x H, aspect not kept.
 - ``official_area``: the Wan2.1 repository's own rule (``wan/image2video.py``):

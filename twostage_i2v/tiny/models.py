@@ -3,7 +3,7 @@ classes so every key name and shape is the one ComfyUI's loaders expect.
 
 Built once per machine into a cache folder outside the repository
 (``TWOSTAGE_MODEL_CACHE``, default ``~/.cache/twostage-i2v/models``), then
-linked into a ComfyUI base directory. Needs ComfyUI imported (see comfy_boot).
+linked into a ComfyUI base directory. Needs ComfyUI imported (see headless.inprocess).
 """
 
 from __future__ import annotations
@@ -118,13 +118,13 @@ def save_safetensors(sd: dict[str, torch.Tensor], path: Path, description: str =
 
 
 def _build_umt5(path: Path, type_name: str) -> None:
-    from . import tiny_umt5
+    from . import umt5 as tiny_umt5
 
     tiny_umt5.write_tiny_umt5_gguf(path, type_name)
 
 
 def _build_sdxl(path: Path) -> None:
-    from . import tiny_sdxl
+    from . import sdxl as tiny_sdxl
 
     tiny_sdxl.write_tiny_sdxl(path)
 
@@ -133,10 +133,10 @@ def _build_wan_gguf(path: Path, recipe: str) -> None:
     """The tiny Wan I2V model converted with the package's own writer: the GGUF loader node reads GGUF only."""
     from safetensors.torch import load_file
 
-    from .gguf_write import write_gguf
+    from ..models.wan_convert import write_model_gguf
 
     tmp = path.with_name(path.name + ".part")
-    write_gguf(tmp, load_file(str(build("wan_i2v"))), recipe, force=True)
+    write_model_gguf(tmp, load_file(str(build("wan_i2v"))), recipe, force=True)
     tmp.replace(path)
 
 
@@ -219,9 +219,9 @@ def write_mixed_wan_gguf(src: Path, dst: Path) -> dict[str, str]:
     import gguf
     from safetensors.torch import load_file
 
-    from .ggml_types import TYPES, random_blocks
-    from .gguf_write import stored_shape
-    from .quantize import quantize
+    from ..gguf.ggml_types import TYPES, random_blocks
+    from ..gguf.writer import stored_shape
+    from ..gguf.quantize import quantize
 
     sd = load_file(str(src))
     wide = [t for t in TYPES.values() if t.block_size == 256]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import spm_proto
-from .ggml_types import UnsupportedQuantType, is_supported, type_name
-from .gguf_reader import GGUFFile, read_gguf
-from .model_kind import classify
+from ..gguf.ggml_types import UnsupportedQuantType, is_supported, type_name
+from ..gguf.reader import GGUFFile, read_gguf
+from .kind import classify
 
 ARCHITECTURES = ("t5encoder", "t5")
 EXAMPLE_FILE = "umt5-xxl-encoder-Q8_0.gguf"

@@ -2,7 +2,7 @@
 ComfyUI frontend saves (``version`` 0.4: nodes, links, groups, extra).
 
 Widget values are given by input name and laid out by the node definitions of
-``/object_info`` (``workflow_convert.widget_layout``), so a widget added to a
+``/object_info`` (``workflow.convert.widget_layout``), so a widget added to a
 node upstream cannot silently shift the values: the build fails on an unknown
 name, and the validator checks the files against a live ComfyUI.
 
@@ -15,9 +15,9 @@ import copy
 import uuid
 from dataclasses import dataclass, field
 
-from . import __version__
-from .bridge import stage1_size, target_size
-from .workflow_convert import FRONTEND_ONLY, input_specs, widget_layout
+from .. import __version__
+from ..bridge.geometry import stage1_size, target_size
+from .convert import FRONTEND_ONLY, input_specs, widget_layout
 
 PACKAGE_CNR_ID = "comfyui-twostage-i2v"
 PACKAGE_PREFIX = "TwoStageI2V_"

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from .workflow_convert import (CONTROL_VALUES, DYNAMIC_COMBO, FRONTEND_ONLY, MODE_ALWAYS, ConversionError,
+from .convert import (CONTROL_VALUES, DYNAMIC_COMBO, FRONTEND_ONLY, MODE_ALWAYS, ConversionError,
                                InputSpec, input_specs, is_api_prompt, is_ui_workflow, link_table, types_overlap,
                                ui_to_api, widget_layout)
 
@@ -92,44 +92,6 @@ class Report:
             "errors": [str(f) for f in self.errors], "warnings": [str(f) for f in self.warnings],
             "files": [f.__dict__ for f in self.files],
         }
-
-
-# -- node definitions ------------------------------------------------------------
-
-def object_info_in_process(nodes_module) -> dict:
-    """What ``GET /object_info`` would answer, from ComfyUI's imported ``nodes`` module."""
-    import folder_paths
-    from comfy_api.internal import _ComfyNodeInternal
-
-    out = {}
-    with folder_paths.cache_helper:
-        for name, cls in nodes_module.NODE_CLASS_MAPPINGS.items():
-            try:
-                if issubclass(cls, _ComfyNodeInternal):
-                    out[name] = cls.GET_NODE_INFO_V1()
-                    continue
-                inputs = cls.INPUT_TYPES()
-                returns = cls.RETURN_TYPES
-                out[name] = {
-                    "input": inputs,
-                    "input_order": {k: list(v.keys()) for k, v in inputs.items()},
-                    "output": list(returns),
-                    "output_name": list(getattr(cls, "RETURN_NAMES", returns)),
-                    "name": name,
-                    "display_name": nodes_module.NODE_DISPLAY_NAME_MAPPINGS.get(name, name),
-                    "category": getattr(cls, "CATEGORY", "sd"),
-                    "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-                }
-            except Exception:  # the server skips a node whose definition fails, and so do we
-                continue
-    # JSON round trip: tuples become lists, as over HTTP.
-    return json.loads(json.dumps(out, default=str))
-
-
-def object_info_from_server(url: str) -> dict:
-    from .comfy_http import ComfyClient
-
-    return ComfyClient(url, timeout=120).object_info()
 
 
 # -- values ----------------------------------------------------------------------

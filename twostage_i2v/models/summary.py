@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .ggml_types import type_name
-from .gguf_reader import GGUFFile, read_gguf
-from .model_kind import classify
+from ..gguf.ggml_types import type_name
+from ..gguf.reader import GGUFFile, read_gguf
+from .kind import classify
 
 
 def summarize(f: GGUFFile) -> dict:
@@ -32,7 +32,7 @@ def summarize(f: GGUFFile) -> dict:
         "tensor_types": {k: {"tensors": counts[k], "bytes": nbytes[k]} for k in sorted(counts, key=lambda k: -nbytes[k])},
     }
     if kind.kind == "umt5":
-        from .t5_gguf import umt5_config_from_metadata
+        from .umt5_file import umt5_config_from_metadata
 
         try:
             out["config"] = umt5_config_from_metadata(f.metadata)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .ggml_tensor import GGMLTensor, materialize
+from ..gguf.ggml_tensor import GGMLTensor, materialize
 
 _OPS_CACHE: dict = {}
 
@@ -53,7 +53,7 @@ class GGMLLayer:
                 unexpected_keys.append(key)
 
     def _ggml_native_param(self, name, value):
-        from .comfy_ggml_layout import to_quantized_tensor
+        from .layout import to_quantized_tensor
 
         dtype = self._ggml_dtype(name)
         if isinstance(value, GGMLTensor):

@@ -3,7 +3,7 @@
 ComfyUI applies a LoRA by computing a new float weight and storing it in the
 model. A quantized weight cannot take that without being materialised in full
 precision, so for those keys the patch is attached to the layer and applied
-right after per-layer dequantization (``comfy_ggml_ops``). Float weights
+right after per-layer dequantization (``comfy.ops``). Float weights
 (F32/F16/BF16 tensors in the file) go through ComfyUI's own code.
 
 Import only inside ComfyUI.
@@ -15,7 +15,7 @@ import comfy.lora
 import comfy.model_patcher
 import comfy.utils
 
-from .ggml_tensor import GGMLTensor
+from ..gguf.ggml_tensor import GGMLTensor
 
 
 class _DequantizedPatch:

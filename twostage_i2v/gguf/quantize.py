@@ -16,7 +16,7 @@
   half-zero data).
 
 The byte layout of every type is the one gguf-py's ``gguf.quants.dequantize``
-(and ggml) reads. ``python -m twostage_i2v.quantize`` prints the
+(and ggml) reads. ``python -m twostage_i2v.gguf.quantize`` prints the
 Gaussian-weight RMSE of every type.
 """
 

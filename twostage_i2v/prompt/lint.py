@@ -6,7 +6,7 @@ clothing, body and face descriptors, character and quality tags), conflicting
 camera moves, too many main actions, an empty prompt and a prompt longer than
 umt5's 512 tokens. ``strip_appearance`` removes what the appearance rule flags.
 
-All word lists and patterns live in ``prompt_rules.json`` (the single source
+All word lists and patterns live in ``rules.json`` (the single source
 of truth, also served to the frontend through ``frontend_rules``); this module
 is the algorithm that applies them:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-RULES_PATH = Path(__file__).with_name("prompt_rules.json")
+RULES_PATH = Path(__file__).with_name("rules.json")
 CATEGORIES = ("empty", "appearance", "camera", "actions", "length")
 
 _ALNUM = "A-Za-z0-9"
@@ -170,7 +170,7 @@ def _compiled() -> _Compiled:
 
 
 def frontend_rules() -> dict:
-    """The rules for the browser: the data of prompt_rules.json plus every group
+    """The rules for the browser: the data of rules.json plus every group
     compiled to regular-expression sources that JavaScript accepts with flags "gi"
     (apply them per segment, as described under "matching")."""
     rules, c = load_rules(), _compiled()
@@ -307,7 +307,7 @@ def _analyse(text: str) -> list[_Segment]:
 
 
 def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate of umt5's token count (the rule is in prompt_rules.json)."""
+    """A tokenizer-free estimate of umt5's token count (the rule is in rules.json)."""
     per = int(load_rules()["length"]["estimate"]["letters_per_extra_token"])
     count = 1  # the end token
     for m in re.finditer(rf"([{_CJK}])|((?:(?![{_CJK}])[^\W_])+)|(\S)", _fold(text)):

@@ -5,10 +5,10 @@ Two changes to the shipped workflow, both made on the UI workflow (so the
 workflow embedded in the video reproduces the run exactly) before the project's
 converter turns it into an API prompt:
 - model file names swapped for the small models;
-- CPU sizes (``workflow_build.SmallRun``): a 128x128 still, a 64x64 clip of 9
+- CPU sizes (``workflow.build.SmallRun``): a 128x128 still, a 64x64 clip of 9
   frames, 2 steps per sampler. The shipped 832x480, 81-frame, 40-step settings
   take hours on a CPU.
-Needs ComfyUI imported (see comfy_boot).
+Needs ComfyUI imported (see headless.inprocess).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import tiny_models
-from .workflow_build import SmallRun, small_variant
-from .workflow_convert import ui_to_api
+from ..tiny import models as tiny_models
+from ..workflow.build import SmallRun, small_variant
+from ..workflow.convert import ui_to_api
 
 WORKFLOW = "two_stage_i2v_480p"
 TINY_KEYS = ("sdxl", "wan_i2v_q4_k_m", "wan_vae", "clip_vision_h", "umt5_q8_0")
 
 
 def workflow_path(name: str = WORKFLOW) -> Path:
-    return Path(__file__).resolve().parent.parent / "workflows" / f"{name}.json"
+    return Path(__file__).resolve().parents[2] / "workflows" / f"{name}.json"
 
 
 def models_to_build() -> list[str]:

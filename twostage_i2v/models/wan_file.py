@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from .ggml_tensor import GGMLTensor
-from .ggml_types import UnsupportedQuantType, is_supported, type_name
-from .gguf_reader import GGUFFile, GGUFTensor, read_gguf
-from .model_kind import ModelKind, classify
-from .wan_keys import normalise_names
+from ..gguf.ggml_tensor import GGMLTensor
+from ..gguf.ggml_types import UnsupportedQuantType, is_supported, type_name
+from ..gguf.reader import GGUFFile, GGUFTensor, read_gguf
+from .kind import ModelKind, classify
+from .wan_names import normalise_names
 
 I2V_EXAMPLE = "wan2.1-i2v-14b-480p-Q4_K_M.gguf"
 _FLOAT_VIEWS = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}

@@ -15,14 +15,14 @@ together) and the VAE from a fixed config in 0.3.75 (base width 128): those
 keep their real sizes. Everything is built with ComfyUI's own classes on the
 meta device, converted to checkpoint key names by the model config's own
 ``process_*_for_saving`` functions, then filled with seeded random values.
-Needs ComfyUI imported (see comfy_boot).
+Needs ComfyUI imported (see headless.inprocess).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .tiny_models import randomise, save_safetensors
+from .models import randomise, save_safetensors
 
 # What detect_unet_config would report for the tiny UNet (see module docstring).
 UNET_CONFIG = {

@@ -1,14 +1,15 @@
-"""Write a state dict to a GGUF file, each tensor in the type its recipe picks.
+"""Write named tensors to a GGUF file, each in the GGML type its caller picks.
 
 The file is streamed: the header and tensor table are planned from shapes
 alone, then each tensor is loaded, quantized and written in turn, so a 14B
 model never sits in memory at once (pass ``LazyTensor`` values to load lazily).
+Which type a tensor gets, and what the tensors are called, is the caller's
+business (``models.wan_convert`` for Wan's recipes and names): this module knows
+no model.
 
-Layout follows ComfyUI-GGUF's conventions: ComfyUI tensor names without the
-``model.diffusion_model.`` prefix, ``general.architecture`` "wan" for Wan 2.1
-diffusion models, and for every tensor stored with a shape other than its
-logical one (GGUF has at most 4 dims, Wan's ``patch_embedding.weight`` has 5)
-the logical shape as ``comfy.gguf.orig_shape.<name>`` (array of int32).
+For every tensor stored with a shape other than its logical one (GGUF has at
+most 4 dims; Wan's ``patch_embedding.weight`` has 5) the logical shape goes into
+``comfy.gguf.orig_shape.<name>`` (array of int32), ComfyUI-GGUF's convention.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import quantize as q
-from .model_kind import classify
-from .recipes import count_layers, file_type, get_recipe, tensor_type
-from .wan_keys import normalise_names, strip_prefix
 
 ORIG_SHAPE_PREFIX = "comfy.gguf.orig_shape."
 MAX_DIMS = 4
-RECIPE_KEY = "twostage_i2v.recipe"
+
+# (stored name, stored shape) -> the GGML type to store that tensor in
+TypeChooser = Callable[[str, tuple], Any]
 
 
 @dataclass
@@ -43,7 +43,7 @@ class LazyTensor:
 class WriteSummary:
     path: Path
     arch: str
-    recipe: str
+    recipe: str  # what chose the types: a recipe name, or the caller's label
     n_values: int = 0
     data_bytes: int = 0
     file_size: int = 0
@@ -61,7 +61,7 @@ class WriteSummary:
 
     def format(self) -> str:
         lines = [
-            f"wrote {self.path} ({self.arch}, --type {self.recipe})",
+            f"wrote {self.path} ({self.arch}" + (f", --type {self.recipe})" if self.recipe else ")"),
             f"  {self.n_tensors} tensors, {self.n_values:,} weights, "
             f"{self.file_size / 2**30:.3f} GiB ({self.file_size:,} bytes), {self.bits_per_weight:.3f} bits per weight",
             f"  {'type':<6} {'tensors':>8} {'weights':>16} {'share':>7} {'MiB':>10}",
@@ -99,19 +99,12 @@ def _load_float32(name: str, value) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def detect_arch(shapes: Mapping[str, tuple]) -> str | None:
-    """"wan" when the tensors are a Wan 2.1 diffusion model, else None."""
-    return "wan" if classify(dict(shapes)).kind.startswith("wan-") else None
-
-
-def _rename(names, is_wan: bool) -> dict[str, str]:
-    mapping = normalise_names(names) if is_wan else {n: strip_prefix(n) for n in names}
+def _check_unique(names: Mapping[str, str]) -> None:
     seen: dict[str, str] = {}
-    for old, new in mapping.items():
+    for old, new in names.items():
         if new in seen:
             raise ValueError(f"tensors {seen[new]!r} and {old!r} both map to {new!r}; the state dict mixes two models")
         seen[new] = old
-    return mapping
 
 
 def _add_metadata(writer, key: str, value) -> None:
@@ -147,17 +140,22 @@ def check_target(path: str | os.PathLike, force: bool = False) -> Path:
 def write_gguf(
     path: str | os.PathLike,
     tensors: Mapping[str, Any],
-    recipe: str,
-    arch: str | None = None,
+    choose_type: TypeChooser,
+    arch: str,
     metadata: Mapping[str, Any] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     force: bool = False,
+    names: Mapping[str, str] | None = None,
+    label: str = "",
+    file_type: int | None = None,
 ) -> WriteSummary:
     """Write ``tensors`` (name -> torch tensor, numpy array or LazyTensor) to ``path``.
 
-    ``recipe``: a ``--type`` value (see ``recipes``). ``arch``: the
-    ``general.architecture`` string; when None it is detected ("wan") from the
-    tensor names, and a model that is not recognised needs it given.
+    ``choose_type(stored_name, stored_shape)`` gives each tensor's GGML type;
+    ``names`` maps input names to stored ones (default: unchanged);
+    ``arch`` is ``general.architecture``, ``file_type`` ``general.file_type`` (a
+    ``gguf.LlamaFileType``); ``metadata`` goes in as typed KV pairs; ``label``
+    names the type choice in the summary.
     ``progress(done, total, name)`` is called after each tensor. The file is
     written next to the target under a temporary name and renamed at the end,
     so a failure leaves no partial file. An existing target raises
@@ -165,36 +163,28 @@ def write_gguf(
     """
     import gguf
 
-    r = get_recipe(recipe)
     target = check_target(path, force)
     logical = {name: _shape_of(v) for name, v in tensors.items()}
-    detected = detect_arch(logical)
-    arch = arch or detected
-    if not arch:
-        raise ValueError(
-            "cannot tell the model architecture from its tensor names (it is not a Wan 2.1 diffusion model); "
-            "pass arch=... (e.g. 'flux')"
-        )
-    names = _rename(list(tensors), detected == "wan")
-    n_layers = count_layers(names.values()) or None
+    names = dict(names) if names is not None else {n: n for n in tensors}
+    _check_unique(names)
 
     plan = []  # (old name, new name, logical shape, stored shape, qtype)
     for old, new in names.items():
         shape = logical[old]
         stored = stored_shape(shape)
-        plan.append((old, new, shape, stored, tensor_type(r, new, stored, n_layers)))
+        plan.append((old, new, shape, stored, choose_type(new, stored)))
 
     writer = gguf.GGUFWriter(path=None, arch=arch)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    writer.add_file_type(file_type(r))
-    writer.add_string(RECIPE_KEY, r.name)
+    if file_type is not None:
+        writer.add_file_type(file_type)
     for key, value in (metadata or {}).items():
         _add_metadata(writer, key, value)
     for _, new, shape, stored, _qt in plan:
         if shape and stored != shape:
             writer.add_array(ORIG_SHAPE_PREFIX + new, list(shape))
 
-    summary = WriteSummary(path=target, arch=arch, recipe=r.name)
+    summary = WriteSummary(path=target, arch=arch, recipe=label)
     for _, new, _shape, stored, qt in plan:
         nbytes = math.prod(stored[:-1]) * q.row_bytes(qt, stored[-1])
         byte_shape = (*stored[:-1], q.row_bytes(qt, stored[-1]))

@@ -25,7 +25,7 @@ EXAMPLE_MOTION = (
 )
 
 # Phrased as Wan's own prompt extender writes camera work ("the camera ..."), and
-# each one is recognised by the camera rules in prompt_rules, so a preset that
+# each one is recognised by the camera rules in prompt/rules.json, so a preset that
 # contradicts the motion text is reported like any other camera conflict.
 CAMERA_PHRASES: dict[str, str] = {
     "none": "",

@@ -1,6 +1,6 @@
 """Stage Bridge pixels: turn a ComfyUI IMAGE batch into the planned Wan frame.
 
-Geometry comes from ``bridge.plan_details``; this module only moves pixels.
+Geometry comes from ``bridge.geometry.plan_details``; this module only moves pixels.
 
 Input: ``[B, H, W, C]`` (or ``[H, W, C]``) float, C = 1 (grey), 2 (grey + alpha),
 3 (RGB) or 4 (RGBA). Grey is repeated to RGB. Alpha is composited on the pad
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .bridge import crop_box
+from .geometry import crop_box
 
 RESAMPLERS = ["lanczos", "bicubic", "area", "bilinear"]
 PAD_STYLES = ["color", "edge", "blur"]
@@ -178,7 +178,7 @@ def blurred_background(x: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
 
 def apply_plan(image: torch.Tensor, details: dict, resample: str = "lanczos", pad_style: str = "color",
                pad_color: str | tuple = "#000000") -> tuple[torch.Tensor, torch.Tensor]:
-    """Carry out ``bridge.plan_details(...)`` on ``image``: (``[B, H, W, 3]`` in [0, 1], ``[B, H, W]`` mask)."""
+    """Carry out ``bridge.geometry.plan_details(...)`` on ``image``: (``[B, H, W, 3]`` in [0, 1], ``[B, H, W]`` mask)."""
     color = pad_rgb(pad_style, pad_color)
     rgb = to_rgb(image, color)
     b, h, w, _ = rgb.shape

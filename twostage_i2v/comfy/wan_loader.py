@@ -1,6 +1,6 @@
 """Build a ComfyUI MODEL from a Wan 2.1 I2V GGUF whose weights stay quantized.
 
-Two load paths, one dequantizer (``dequant``):
+Two load paths, one dequantizer (``gguf.dequant``):
 - dynamic: ComfyUI's dynamic VRAM is on (newest ComfyUI on a GPU): weights
   become comfy-kitchen QuantizedTensors with the GGML layout, core ops and
   ``ModelPatcherDynamic`` (subclassed) stream them;
@@ -17,10 +17,10 @@ import logging
 import comfy.model_management as mm
 import comfy.sd
 
-from .comfy_features import accepts, dynamic_wanted
-from .comfy_ggml_ops import ggml_ops
-from .comfy_gguf_patcher import as_gguf_patcher
-from .wan_gguf import WrongModelError, open_wan_i2v
+from .features import accepts, dynamic_wanted
+from .ops import ggml_ops
+from .patcher import as_gguf_patcher
+from ..models.wan_file import WrongModelError, open_wan_i2v
 
 log = logging.getLogger("twostage_i2v")
 
@@ -32,7 +32,7 @@ WEIGHT_PATH_OPTION = "twostage_weight_path"
 def _wants_native(options: dict, disable_dynamic: bool) -> bool:
     choice = options.get(WEIGHT_PATH_OPTION, "auto")
     if choice == "native":
-        from .comfy_features import native_qt_available
+        from .features import native_qt_available
 
         if not native_qt_available():
             raise RuntimeError("this ComfyUI has no comfy-kitchen QuantizedTensor layouts: use the legacy path")
@@ -72,7 +72,7 @@ def load_wan_i2v(path, model_options: dict | None = None, disable_dynamic: bool 
 
 def _retarget_compute_dtype(patcher) -> None:
     """Packed weights dequantize straight into the dtype the model computes in."""
-    from .comfy_ggml_layout import is_ggml_qt, retarget_dtype
+    from .layout import is_ggml_qt, retarget_dtype
 
     model = patcher.model
     compute = getattr(model, "manual_cast_dtype", None) or model.get_dtype()

@@ -16,8 +16,8 @@ import logging
 
 import torch
 
-from .dequant import dequantize
-from .t5_gguf import UMT5GGUF, describe_config, open_umt5_gguf, parameter_count
+from ..gguf.dequant import dequantize
+from ..models.umt5_file import UMT5GGUF, describe_config, open_umt5_gguf, parameter_count
 
 log = logging.getLogger("twostage_i2v")
 
@@ -97,7 +97,7 @@ def load_wan_text_encoder(path, device: str = "default", embedding_directory=Non
                           disable_dynamic: bool = False):
     """Load a umt5 encoder GGUF as a ComfyUI CLIP for CLIPTextEncode and Wan's nodes.
 
-    Refuses (ValueError subclasses from ``t5_gguf``/``gguf_reader``) anything
+    Refuses (ValueError subclasses from ``models.umt5_file``/``gguf.reader``) anything
     that is not a umt5 encoder, before ComfyUI builds a model.
     """
     u = open_umt5_gguf(path, tokenizer_folders)
