@@ -9,7 +9,6 @@ model file is not an error (the workflow is still well formed), it is a need.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
