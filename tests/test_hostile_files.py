@@ -232,6 +232,15 @@ def _webp_exif_garbage(path):
     path.write_bytes(bytes(data))
 
 
+def _webp_exif_stub(path):
+    """The EXIF chunk cut down to the first four bytes of a TIFF header, every size field telling the truth."""
+    data = webp_bytes(comfy_exif())
+    at = data.index(b"EXIF")
+    size = struct.unpack("<I", data[at + 4:at + 8])[0]
+    rebuilt = data[:at] + b"EXIF" + struct.pack("<I", 4) + b"II*\0" + data[at + 8 + size + (size & 1):]
+    path.write_bytes(rebuilt[:4] + struct.pack("<I", len(rebuilt) - 8) + rebuilt[8:])
+
+
 def _webp_lying_chunk(path):
     path.write_bytes(replace_chunk_size(webp_bytes(comfy_exif()), b"EXIF", 0x7FFFFFF0))
 
@@ -287,6 +296,11 @@ CASES = {
                                 r"'links' is a string \('1,2,3'\), expected a list of links", BAD_JSON),
     "a link of strings": ("link-strings.json", _json(ui([], [["a", 1, 0, 2, 0, "MODEL"]])),
                           r"links\[0\]: its id is a string \('a'\), expected an integer", BAD_JSON),
+    "a link from slot -1": ("link-slot.json", _json(ui([{"id": 1, "type": "Reroute", "mode": 4, "outputs": []},
+                                                         {"id": 2, "type": "VAEDecode", "inputs": [
+                                                             {"name": "vae", "type": "VAE", "link": 1}]}],
+                                                        [[1, 1, -1, 2, 0, "VAE"]])),
+                            r"links\[0\]: its origin_slot is a number \(-1\), expected a slot number", BAD_JSON),
     "a node id that is a list": ("id-list.json", _json(ui([{"id": [1], "type": "Note"}])),
                                  r"nodes\[0\]: 'id' is a list", BAD_JSON),
     "widget values that are a number": ("widgets-number.json", _json(ui([{"id": 2, "type": "KSampler",
@@ -352,7 +366,8 @@ CASES = {
         r"contains NaN", None),
     # WEBP
     "WEBP truncated": ("cut.webp", _webp_cut, r"damaged", None),
-    "WEBP EXIF garbage": ("garbage.webp", _webp_exif_garbage, r"does not start with a TIFF header", None),
+    "WEBP EXIF garbage": ("garbage.webp", _webp_exif_garbage, r"is not a TIFF block", None),
+    "WEBP EXIF stub": ("stub.webp", _webp_exif_stub, r"EXIF data at byte \d+ is not a TIFF block \(too short", None),
     "WEBP lying chunk size": ("lying.webp", _webp_lying_chunk, r"chunk 'EXIF' at byte \d+ says it is 2147483632 bytes",
                               None),
     # WEBM
@@ -403,6 +418,29 @@ def test_hostile_file_gets_one_line_and_no_traceback(tmp_path, case, verb):
 
 
 @pytest.mark.core
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0].endswith(".json")])
+def test_library_calls_refuse_without_crashing(tmp_path, case):
+    """The library itself, called on what such a file parses to: a refusal or a report with errors, nothing else."""
+    from twostage_i2v.workflow.convert import ConversionError, ui_to_api
+    from twostage_i2v.workflow.json_text import BadWorkflowFile, read_json_file
+    from twostage_i2v.workflow.validate import validate
+
+    name, build, _, _ = CASES[case]
+    path = tmp_path / name
+    build(path)
+    try:
+        data = read_json_file(path)
+    except BadWorkflowFile as exc:
+        assert str(exc).startswith(f"{path}: ")
+        return
+    report = validate(data, {})
+    assert not report.ok and report.errors
+    if isinstance(data, dict) and "nodes" in data:
+        with pytest.raises(ConversionError):
+            ui_to_api(data, {})
+
+
+@pytest.mark.core
 def test_the_limits_would_stop_a_bomb(tmp_path):
     """The bounds are real: the same process runs out of memory when it inflates the bomb in full."""
     (tmp_path / "bomb.z").write_bytes(deflate_bomb())
@@ -429,6 +467,47 @@ def test_sound_files_of_each_kind_still_read(tmp_path, suffix, capsys):
     done, _ = run_verb(["extract-workflow", str(path)], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == WORKFLOW
+
+
+GOOD_FILES = {
+    "mp4": lambda: mp4_bytes({"workflow": json.dumps(WORKFLOW), "prompt": json.dumps({})}),
+    "png": lambda: png_bytes(text_chunk("prompt", "{}"), png_chunk(b"zTXt", b"workflow\0\0" + zlib.compress(
+        json.dumps(WORKFLOW).encode()))),
+    "webp": lambda: webp_bytes(comfy_exif()),
+    "webm": webm_bytes,
+}
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("kind", sorted(GOOD_FILES))
+def test_random_damage_gives_the_workflow_or_a_refusal(tmp_path, kind):
+    """Seeded truncations, bit flips and size fields overwritten with lies, all over a sound file: the
+    library gives the workflow back or refuses with one line naming the file, nothing else."""
+    from twostage_i2v.workflow.json_text import BadWorkflowFile
+    from twostage_i2v.workflow.media_metadata import extract_workflow
+
+    good = GOOD_FILES[kind]()
+    rng = np.random.default_rng(11)
+    path = tmp_path / f"damaged.{kind}"
+    outcomes = {"read": 0, "refused": 0}
+    for i in range(240):
+        data = bytearray(good)
+        at = int(rng.integers(8, len(data) - 4))
+        if i % 3 == 0:
+            del data[at:]
+        elif i % 3 == 1:
+            for pos in rng.integers(0, len(data), int(rng.integers(1, 9))):
+                data[pos] ^= 1 << int(rng.integers(0, 8))
+        else:
+            data[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x7f\xff\xff\xf0", b"\0\0\0\x01", b"\0\0\0\0"])
+        path.write_bytes(bytes(data))
+        try:
+            extract_workflow(path)
+            outcomes["read"] += 1
+        except BadWorkflowFile as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 40 and outcomes["read"] >= 1, outcomes
 
 
 @pytest.mark.core

@@ -153,7 +153,7 @@ def _keys(r: _Reader, p0: int, p1: int) -> list[str]:
     if head is None:
         return []
     count = struct.unpack(">I", head[4:])[0]  # after version/flags
-    if count > (p1 - p0 - 8) // 8:
+    if count > min((p1 - p0 - 8) // 8, MAX_BOXES):
         r.damaged(f"the metadata 'keys' box at byte {p0} says it holds {count} keys, it has room for "
                   f"{(p1 - p0 - 8) // 8}")
         return []
@@ -292,8 +292,8 @@ def _exif_strings(r: _Reader, data: bytes, at: int) -> list[str]:
     """The text values of IFD0 of an EXIF block (a TIFF header, optionally after 'Exif\\0\\0')."""
     if data.startswith(b"Exif\0\0"):
         data, at = data[6:], at + 6
-    if data[:4] not in (b"II*\0", b"MM\0*"):
-        r.damaged(f"its EXIF data at byte {at} does not start with a TIFF header")
+    if len(data) < 8 or data[:4] not in (b"II*\0", b"MM\0*"):
+        r.damaged(f"its EXIF data at byte {at} is not a TIFF block (too short, or no 'II*'/'MM*' header)")
         return []
     e = "<" if data[:2] == b"II" else ">"
     ifd = struct.unpack(e + "I", data[4:8])[0]

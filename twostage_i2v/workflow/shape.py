@@ -121,10 +121,14 @@ def _check_link(problems: _Problems, i: int, link) -> None:
                             "to slot, type]")
         return
     for name, value in zip(_LINK_FIELDS, values):
-        ok = _is_id(value) if name in ("origin_id", "target_id") else _is_int(value)
+        if name in ("origin_id", "target_id"):
+            ok, wanted = _is_id(value), "a node id"
+        elif name.endswith("_slot"):
+            ok, wanted = _is_int(value) and value >= 0, "a slot number (0 or more)"
+        else:
+            ok, wanted = _is_int(value), "an integer"
         if not ok:
-            problems.add(where, f"its {name} is {_kind(value)} ({short(value)}), expected "
-                                f"{'a node id' if name.endswith('_id') and name != 'id' else 'an integer'}")
+            problems.add(where, f"its {name} is {_kind(value)} ({short(value)}), expected {wanted}")
             return
 
 
