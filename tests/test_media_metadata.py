@@ -101,6 +101,20 @@ def test_cli_prints_and_writes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == PROMPT
 
 
+def test_cli_out_never_replaces_a_file_without_force(tmp_path, capsys):
+    path = write_video(tmp_path / "v.mp4", "mp4", "h264", comfy_tags())
+    out = tmp_path / "mine.json"
+    out.write_text("the user's own notes", encoding="utf-8")
+    assert main(["extract-workflow", str(path), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {out} exists; pick another name or add --force to replace it\n"
+    assert out.read_text(encoding="utf-8") == "the user's own notes"
+    assert main(["extract-workflow", str(path), "--out", str(out), "--force"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == WORKFLOW
+    capsys.readouterr()
+    assert main(["extract-workflow", str(path), "--out", str(tmp_path / "no" / "such" / "dir.json")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot write {tmp_path / 'no' / 'such' / 'dir.json'} (")
+
+
 # -- refusals ---------------------------------------------------------------------
 
 def refusal(capsys, path) -> str:

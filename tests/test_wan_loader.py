@@ -161,7 +161,9 @@ def test_loading_keeps_weights_quantized_in_parameter_storage(comfy, wan_files):
     assert patcher.model_size() == pytest.approx(stored, rel=0.01)
 
 
-def test_lora_on_quantized_and_f32_gguf_matches_native(comfy, comfy_base, wan_files):
+@pytest.fixture(scope="module")
+def wan_lora(comfy, comfy_base):
+    """A seeded random LoRA on the tiny Wan model, in models/loras/ (the LoRA tests share it)."""
     from safetensors.torch import save_file
 
     lora_path = comfy_base / "models" / "loras" / "wan_tiny_lora.safetensors"
@@ -176,6 +178,11 @@ def test_lora_on_quantized_and_f32_gguf_matches_native(comfy, comfy_base, wan_fi
             lora[f"{key}.lora_up.weight"] = torch.randn(out_f, 4, generator=g) * 0.1
     save_file(lora, str(lora_path))
     tiny_models._forget_cached_listings()
+    return lora_path
+
+
+def test_lora_on_quantized_and_f32_gguf_matches_native(comfy, wan_files, wan_lora):
+    lora_path = wan_lora
     node = comfy.nodes.LoraLoaderModelOnly()
     inputs = wan_inputs(2)
 
@@ -256,14 +263,20 @@ def test_refuses_other_architectures(comfy, tmp_path):
     w = gguf.GGUFWriter(str(sdxl), "sdxl")
     w.add_tensor("input_blocks.0.0.weight", np.zeros((320, 4, 3, 3), np.float32))
     w.add_tensor("out.2.weight", np.zeros((4, 320, 3, 3), np.float32))
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     _expect_refusal(comfy, sdxl, "SDXL", "not a Wan 2.1 image-to-video model", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
 
     llm = tmp_path / "tinyllama-Q8_0.gguf"
     w = gguf.GGUFWriter(str(llm), "llama")
     w.add_tensor("token_embd.weight", np.zeros((64, 32), np.float32))
     w.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), np.float32))
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     _expect_refusal(comfy, llm, "language model", "not a Wan 2.1 image-to-video model")
 
 
@@ -296,7 +309,10 @@ def test_refuses_unsupported_quant_type_naming_it(comfy, tmp_path, wan_files):
     for key, field in src.fields.items():
         if key.startswith("comfy.gguf.orig_shape."):
             w.add_array(key, [int(v) for v in field.contents()])
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     _expect_refusal(comfy, path, "IQ2_XXS", "blocks.0.ffn.2.weight", "Q4_K_M")
 
 
@@ -384,16 +400,14 @@ def test_packed_tensor_survives_dynamic_vram_buffers(comfy, wan_files):
         torch.testing.assert_close(torch.nn.functional.linear(x, view), expect)  # t + mm/addmm fallback
 
 
-def test_packed_weights_take_lora_without_requantizing(comfy, comfy_base, wan_files):
+def test_packed_weights_take_lora_without_requantizing(comfy, wan_files, wan_lora):
     features = comfy.core("comfy.features")
     loader = comfy.core("comfy.wan_loader")
     if not features.native_qt_available():
         with pytest.raises(RuntimeError, match="use the legacy path"):
             loader.load_wan_i2v(wan_files["Q8_0"], {loader.WEIGHT_PATH_OPTION: "native"})
         return
-    lora_name = "wan_tiny_lora.safetensors"
-    if not (comfy_base / "models" / "loras" / lora_name).exists():
-        pytest.fail("run after test_lora_on_quantized_and_f32_gguf_matches_native (it writes the LoRA)")
+    lora_name = wan_lora.name
     node = comfy.nodes.LoraLoaderModelOnly()
     inputs = wan_inputs(4)
     packed = node.load_lora_model_only(loader.load_wan_i2v(wan_files["Q8_0"], {loader.WEIGHT_PATH_OPTION: "native"}), lora_name, 0.8)[0]

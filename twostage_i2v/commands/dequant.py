@@ -5,13 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..gguf.ggml_types import UnsupportedQuantType
-from ..gguf.reader import GGUFReadError, read_gguf
-from ..gguf.dequant import dequantize
-
 VERB = "dequant"
 HELP = "Write chosen tensors of a .gguf file as float32 NAME.npy files in their logical shape."
 
@@ -23,6 +16,14 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    # Imported here: the command line starts without torch for the verbs that do not need it.
+    import numpy as np
+    import torch
+
+    from ..gguf.dequant import dequantize
+    from ..gguf.ggml_types import UnsupportedQuantType
+    from ..gguf.reader import GGUFReadError, read_gguf
+
     try:
         f = read_gguf(args.file)
     except GGUFReadError as exc:

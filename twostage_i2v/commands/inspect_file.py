@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from ..gguf.reader import GGUFReadError
-from ..models.summary import format_summary, summarize_file
-
 VERB = "inspect"
 HELP = "Say what a .gguf file is: kind (wan-i2v, wan-t2v, umt5, other) and why, quant mix, size, parameters."
 
@@ -18,6 +15,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from ..gguf.reader import GGUFReadError  # imported here: reading GGUF needs torch, the other verbs do not
+    from ..models.summary import format_summary, summarize_file
+
     try:
         s = summarize_file(args.file)
     except GGUFReadError as exc:

@@ -23,24 +23,6 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def load_workflow(path: Path):
-    """The parsed JSON of a workflow file, or the workflow a media file carries."""
-    from ..workflow.media_metadata import NoWorkflow, embedded, sniff
-
-    if sniff(path) != "unknown":
-        found = embedded(path)
-        data = found["workflow"] or found["prompt"]
-        if not data:
-            raise NoWorkflow(f"{path}: carries no ComfyUI workflow or prompt")
-        return data
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise NoWorkflow(f"{path}: not a text file, nor a PNG/WEBP/MP4/WEBM with a workflow") from None
-    except json.JSONDecodeError as exc:
-        raise NoWorkflow(f"{path}: not valid JSON ({exc})") from None
-
-
 def in_process_object_info(base_dir: str | None) -> dict:
     from ..headless import inprocess
     from ..headless.object_info import object_info_in_process
@@ -54,22 +36,21 @@ def in_process_object_info(base_dir: str | None) -> dict:
 
 def run(args) -> int:
     from ..headless.client import ComfyHTTPError
-    from ..workflow.media_metadata import NoWorkflow
-    from ..workflow.validate import format_report, validate
+    from ..headless.inprocess import ComfyNotFound
     from ..headless.object_info import object_info_from_server
+    from ..workflow.json_text import BadWorkflowFile
+    from ..workflow.validate import format_report, validate
+    from ..workflow.workflow_file import load_workflow
 
     path = Path(args.file)
-    if not path.is_file():
-        print(f"error: {path}: no such file", file=sys.stderr)
-        return 2
     try:
         data = load_workflow(path)
-    except NoWorkflow as exc:
+    except BadWorkflowFile as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         object_info = object_info_from_server(args.server) if args.server else in_process_object_info(args.base_dir)
-    except ComfyHTTPError as exc:
+    except (ComfyHTTPError, ComfyNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = validate(data, object_info)

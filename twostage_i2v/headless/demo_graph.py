@@ -1,14 +1,15 @@
-"""Workflow 1 on the built-in small random models: what ``demo`` and the end-to-end
-tests run.
+"""The shipped workflows on the built-in small random models: what ``demo`` (workflow 1) and
+the end-to-end tests (every workflow in ``workflows/``) run.
 
-Two changes to the shipped workflow, both made on the UI workflow (so the
+Two changes to a shipped workflow, both made on the UI workflow (so the
 workflow embedded in the video reproduces the run exactly) before the project's
 converter turns it into an API prompt:
 - model file names swapped for the small models;
 - CPU sizes (``workflow.build.SmallRun``): a 128x128 still, a 64x64 clip of 9
   frames, 2 steps per sampler. The shipped 832x480, 81-frame, 40-step settings
   take hours on a CPU.
-Needs ComfyUI imported (see headless.inprocess).
+``workflow.build.small_variant`` makes both changes and refuses a workflow it cannot
+shrink. Needs ComfyUI imported (see headless.inprocess).
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ import json
 from pathlib import Path
 
 from ..tiny import models as tiny_models
-from ..workflow.build import SmallRun, small_variant
+from ..workflow.build import MODEL_FILES, START_IMAGE, SmallRun, small_variant
 from ..workflow.convert import ui_to_api
 
 WORKFLOW = "two_stage_i2v_480p"
-TINY_KEYS = ("sdxl", "wan_i2v_q4_k_m", "wan_vae", "clip_vision_h", "umt5_q8_0")
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+# MODEL_FILES key -> the small model standing in for it.
+STAND_INS = {"sdxl": "sdxl", "wan_480p": "wan_i2v_q4_k_m", "wan_720p": "wan_i2v_q4_k_m", "umt5": "umt5_q8_0",
+             "clip_vision": "clip_vision_h", "vae": "wan_vae"}
+TINY_KEYS = tuple(dict.fromkeys(STAND_INS.values()))
 
 
 def workflow_path(name: str = WORKFLOW) -> Path:
-    return Path(__file__).resolve().parents[2] / "workflows" / f"{name}.json"
+    return WORKFLOWS_DIR / f"{name}.json"
+
+
+def shipped_workflows() -> list[str]:
+    """The names of every UI workflow in ``workflows/`` (new files are picked up by themselves)."""
+    return sorted(p.stem for p in WORKFLOWS_DIR.glob("*.json"))
 
 
 def models_to_build() -> list[str]:
@@ -38,20 +48,43 @@ def models_to_build() -> list[str]:
 def install_models(base_dir: Path) -> dict[str, str]:
     """Build (once per machine) and link the small models; return workflow model key -> file name."""
     models = tiny_models.install_into(base_dir, TINY_KEYS)
-    return {
-        "sdxl": models["sdxl"].name,
-        "wan_480p": models["wan_i2v_q4_k_m"].name,
-        "umt5": models["umt5_q8_0"].name,
-        "clip_vision": models["clip_vision_h"].name,
-        "vae": models["wan_vae"].name,
-    }
+    return {key: models[tiny].name for key, tiny in STAND_INS.items()}
+
+
+def link_under_shipped_names(root: Path) -> dict[str, Path]:
+    """The small models linked as ``root/<folder>/<shipped file name>``, for a check that needs the files a
+    shipped workflow names to exist (ComfyUI's own prompt validation). MODEL_FILES key -> link."""
+    out = {}
+    for key, tiny in STAND_INS.items():
+        shipped = MODEL_FILES[key]
+        folder = Path(root) / shipped.directory
+        folder.mkdir(parents=True, exist_ok=True)
+        out[key] = tiny_models.link_model(tiny_models.build(tiny), folder / shipped.name)
+    return out
+
+
+def install_inputs(base_dir: Path, workflow: dict) -> list[Path]:
+    """A start image under each name a LoadImage node of ``workflow`` asks for, in ``input/``; a file already
+    there is kept. ComfyUI refuses an input that links outside ``input/``, so these are real files."""
+    from .api_graphs import write_start_image
+
+    made = []
+    for node in workflow["nodes"]:
+        if node["type"] != "LoadImage":
+            continue
+        name = node["widgets_values"][0] if node.get("widgets_values") else START_IMAGE
+        target = Path(base_dir) / "input" / name
+        if not target.exists():
+            write_start_image(target.parent, name)
+            made.append(target)
+    return made
 
 
 def small_workflow(object_info: dict, names: dict[str, str], run: SmallRun = SmallRun(),
                    name: str = WORKFLOW) -> tuple[dict, dict]:
     """(UI workflow, API prompt) of the shipped workflow with small models and CPU sizes."""
     ui = json.loads(workflow_path(name).read_text(encoding="utf-8"))
-    small = small_variant(ui, object_info, names, run)
+    small = small_variant(ui, object_info, names, run, name=f"workflows/{name}.json")
     return small, ui_to_api(small, object_info)
 
 

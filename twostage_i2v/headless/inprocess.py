@@ -6,6 +6,7 @@ ComfyUI is a program, not a library: importing it needs a fixed order (see
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import os
@@ -54,11 +55,19 @@ def comfyui_root(tree: str | None = None) -> Path:
 
 
 def comfyui_version(root: Path) -> str:
-    ns: dict = {}
+    """The ``__version__`` string that ``comfyui_version.py`` assigns, read without running the file."""
     path = root / "comfyui_version.py"
-    if path.is_file():
-        exec(path.read_text(), ns)  # a one-line __version__ assignment
-    return str(ns.get("__version__", "unknown"))
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return "unknown"
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        if (any(isinstance(t, ast.Name) and t.id == "__version__" for t in targets)
+                and isinstance(value, ast.Constant) and isinstance(value.value, str)):
+            return value.value
+    return "unknown"
 
 
 def link_package(custom_nodes: Path) -> Path:

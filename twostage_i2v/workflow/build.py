@@ -476,7 +476,7 @@ def build_all(object_info: dict) -> dict[str, dict]:
     return {spec.name: build_workflow(spec, object_info) for spec in WORKFLOWS}
 
 
-# -- variants (the demo and the tests run workflow 1 small) --------------------
+# -- variants (the demo and the tests run the shipped workflows small) ----------
 
 def find_nodes(workflow: dict, node_type: str) -> list[dict]:
     return [n for n in workflow["nodes"] if n["type"] == node_type]
@@ -525,24 +525,53 @@ class SmallRun:
     steps: int = 2
 
 
-def small_variant(workflow: dict, object_info: dict, model_names: dict, run: SmallRun = SmallRun()) -> dict:
-    """Workflow 1 with model file names swapped and CPU-size overrides, still a UI workflow.
+# What a small run changes, node type by node type. A node type in none of these tables stops
+# small_variant with a message: a workflow that cannot be run small is never run big by accident.
+# (node type, widget) -> MODEL_FILES key of the model the widget names.
+SMALL_RUN_MODELS = {
+    ("CheckpointLoaderSimple", "ckpt_name"): "sdxl",
+    ("TwoStageI2V_WanI2VLoaderGGUF", "unet_name"): "wan_480p",
+    ("TwoStageI2V_TextEncoderGGUF", "clip_name"): "umt5",
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("VAELoader", "vae_name"): "vae",
+    ("LoraLoader", "lora_name"): "lora",
+}
+# Node types whose sizes or steps the small run sets (see small_variant).
+SMALL_RUN_SIZED = ("EmptyLatentImage", "TwoStageI2V_StagePlan", "TwoStageI2V_StageBridge", "KSampler",
+                   "WanImageToVideo")
+# Node types that cost the same at any size, or take their size from a node above.
+SMALL_RUN_AS_IS = ("CLIPTextEncode", "VAEDecode", "PreviewImage", "CLIPVisionEncode", "TwoStageI2V_MotionPrompt",
+                   "ModelSamplingSD3", "CreateVideo", "SaveVideo", "ImageFromBatch", "SaveImage", "LoadImage")
 
-    ``model_names``: keys of ``MODEL_FILES`` ("sdxl", "wan_480p", "umt5", "clip_vision", "vae") -> file name.
+
+def _linked(node: dict, name: str) -> bool:
+    return any(i.get("name") == name and i.get("link") is not None for i in node.get("inputs") or [])
+
+
+def small_variant(workflow: dict, object_info: dict, model_names: dict, run: SmallRun = SmallRun(),
+                  name: str = "the workflow") -> dict:
+    """A shipped workflow with model file names swapped and CPU-size overrides, still a UI workflow.
+
+    ``model_names``: keys of ``MODEL_FILES`` ("sdxl", "wan_480p", "umt5", "clip_vision", "vae") -> file name;
+    the Wan loader takes the "wan_480p" stand-in whatever resolution the workflow is for. Raises
+    ``BuildError`` for a node the small run does not know how to shrink, or a model with no stand-in.
     """
     wf = copy.deepcopy(workflow)
-    swaps = {
-        ("CheckpointLoaderSimple", "ckpt_name"): "sdxl",
-        ("TwoStageI2V_WanI2VLoaderGGUF", "unet_name"): "wan_480p",
-        ("TwoStageI2V_TextEncoderGGUF", "clip_name"): "umt5",
-        ("CLIPVisionLoader", "clip_name"): "clip_vision",
-        ("VAELoader", "vae_name"): "vae",
-    }
-    for (node_type, widget), key in swaps.items():
+    known = {t for t, _ in SMALL_RUN_MODELS} | set(SMALL_RUN_SIZED) | set(SMALL_RUN_AS_IS) | set(FRONTEND_ONLY)
+    active = [n for n in wf["nodes"] if n.get("mode", 0) == 0]
+    unknown = sorted({n["type"] for n in active} - known)
+    if unknown:
+        raise BuildError(f"{name}: cannot run small: node type(s) {unknown} are not in workflow.build's "
+                         "SMALL_RUN_MODELS, SMALL_RUN_SIZED or SMALL_RUN_AS_IS; say there how a small run treats them")
+    for (node_type, widget), key in SMALL_RUN_MODELS.items():
         for node in find_nodes(wf, node_type):
-            if key in model_names:
-                set_widget(wf, node, widget, model_names[key], object_info)
-                node["properties"].pop("models", None)  # the downloads list names the real files
+            if node.get("mode", 0) != 0:
+                continue  # bypassed or muted: it loads nothing
+            if key not in model_names:
+                raise BuildError(f"{name}: cannot run small: node {node['id']} ({node_type}) needs a {key} model "
+                                 f"and the small run has no stand-in for it (given: {sorted(model_names)})")
+            set_widget(wf, node, widget, model_names[key], object_info)
+            node["properties"].pop("models", None)  # the downloads list names the real files
     for node in find_nodes(wf, "EmptyLatentImage"):
         set_widget(wf, node, "width", run.still[0], object_info)
         set_widget(wf, node, "height", run.still[1], object_info)
@@ -552,10 +581,14 @@ def small_variant(workflow: dict, object_info: dict, model_names: dict, run: Sma
         set_widget(wf, node, "height", run.video[1], object_info)
     for node in find_nodes(wf, "TwoStageI2V_StageBridge"):
         set_widget(wf, node, "frames", run.frames, object_info)
-        if not any(i.get("name") == "width" and i.get("link") is not None for i in node.get("inputs") or []):
+        if not _linked(node, "width"):
             set_widget(wf, node, "target", "custom", object_info)
             set_widget(wf, node, "width", run.video[0], object_info)
             set_widget(wf, node, "height", run.video[1], object_info)
+    for node in find_nodes(wf, "WanImageToVideo"):
+        for widget, value in (("width", run.video[0]), ("height", run.video[1]), ("length", run.frames)):
+            if not _linked(node, widget):
+                set_widget(wf, node, widget, value, object_info)
     for node in find_nodes(wf, "KSampler"):
         set_widget(wf, node, "steps", run.steps, object_info)
     return wf

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .shape import describe, ui_problems
+
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 FRONTEND_ONLY = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
@@ -214,6 +216,9 @@ def ui_to_api(workflow: dict, object_info: dict, *, meta_titles: bool = True) ->
     """The API prompt the frontend would queue for this UI workflow."""
     if not is_ui_workflow(workflow):
         raise ConversionError("not a UI-format workflow (no 'nodes' and 'links'); is it already an API prompt?")
+    problems = ui_problems(workflow)
+    if problems:
+        raise ConversionError(f"malformed UI workflow: {describe(problems)}")
     if (workflow.get("definitions") or {}).get("subgraphs"):
         raise ConversionError("workflows with subgraphs are not supported by this converter; unpack them in the frontend")
     resolver = _Resolver(workflow)

@@ -9,14 +9,14 @@ model file is not an error (the workflow is still well formed), it is a need.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from .convert import (CONTROL_VALUES, DYNAMIC_COMBO, FRONTEND_ONLY, MODE_ALWAYS, ConversionError,
-                               InputSpec, input_specs, is_api_prompt, is_ui_workflow, link_table, types_overlap,
-                               ui_to_api, widget_layout)
+from . import shape
+from .convert import (CONTROL_VALUES, DYNAMIC_COMBO, FRONTEND_ONLY, MODE_ALWAYS, ConversionError, InputSpec,
+                      input_specs, link_table, types_overlap, ui_to_api, widget_layout)
+from .shape import short
 
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".pt2", ".onnx")
 # (node type, input) -> folder, for combos whose choices are files.
@@ -105,26 +105,26 @@ def check_value(spec: InputSpec, value) -> str | None:
     opts = spec.options
     if spec.type == "INT":
         if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
-            return f"{spec.name}: {value!r} is not an integer"
+            return f"{spec.name}: {short(value)} is not an integer"
     elif spec.type == "FLOAT":
         if not _is_number(value):
-            return f"{spec.name}: {value!r} is not a number"
+            return f"{spec.name}: {short(value)} is not a number"
     elif spec.type == "STRING":
         if not isinstance(value, str):
-            return f"{spec.name}: {value!r} is not a string"
+            return f"{spec.name}: {short(value)} is not a string"
         return None
     elif spec.type == "BOOLEAN":
         if not isinstance(value, bool):
-            return f"{spec.name}: {value!r} is not true/false"
+            return f"{spec.name}: {short(value)} is not true/false"
         return None
     elif spec.type in ("COMBO", DYNAMIC_COMBO):
         if opts.get("multiselect") and isinstance(value, list):
             bad = [v for v in value if v not in (spec.choices or [])]
-            return f"{spec.name}: {bad!r} not among the choices" if bad else None
+            return f"{spec.name}: {short(bad)} not among the choices" if bad else None
         if value not in (spec.choices or []):
             shown = ", ".join(repr(c) for c in (spec.choices or [])[:12])
             more = "" if len(spec.choices or []) <= 12 else f", ... ({len(spec.choices)} in all)"
-            return f"{spec.name}: {value!r} is not one of the choices [{shown}{more}]"
+            return f"{spec.name}: {short(value)} is not one of the choices [{shown}{more}]"
         return None
     else:
         return None
@@ -141,7 +141,8 @@ def _file_folder(node_type: str, spec: InputSpec, value, properties: dict | None
         return FILE_INPUTS[(node_type, spec.name)]
     for m in (properties or {}).get("models") or []:
         if isinstance(m, dict) and m.get("name") == value:
-            return m.get("directory") or "?"
+            directory = m.get("directory")
+            return directory if isinstance(directory, str) and directory else "?"
     if isinstance(value, str) and PurePosixPath(value).suffix.lower() in MODEL_EXTENSIONS:
         return "?"
     return None
@@ -152,7 +153,7 @@ def _check_widget(report: Report, node_id, node_type, spec, value, properties, r
     if folder is not None and isinstance(value, str):
         present = value in (spec.choices or [])
         url = next((m.get("url") for m in (properties or {}).get("models") or []
-                    if isinstance(m, dict) and m.get("name") == value), None)
+                    if isinstance(m, dict) and m.get("name") == value and isinstance(m.get("url"), str)), None)
         report.files.append(FileNeed(folder, value, present, str(node_id), node_type, required, url))
         return
     problem = check_value(spec, value)
@@ -182,7 +183,8 @@ def _validate_ui(wf: dict, object_info: dict, report: Report) -> None:
             continue
         node_def = object_info.get(ntype)
         if node_def is None:
-            report.error(f"unknown node type {ntype!r}: not in this ComfyUI (is its custom-node package installed?)", nid)
+            report.error(f"unknown node type {short(ntype)}: not in this ComfyUI (is its custom-node package installed?)",
+                         nid)
             continue
         specs = {s.name: s for s in input_specs(node_def)}
         linked_widgets = {i.get("name") for i in node.get("inputs") or [] if "widget" in i and i.get("link") is not None}
@@ -205,7 +207,7 @@ def _validate_ui(wf: dict, object_info: dict, report: Report) -> None:
                 v = values[i]
                 if slot.kind == "control":
                     if v not in CONTROL_VALUES:
-                        report.error(f"{ntype}: {slot.name} {v!r} is not one of {list(CONTROL_VALUES)}; "
+                        report.error(f"{ntype}: {slot.name} {short(v)} is not one of {list(CONTROL_VALUES)}; "
                                      "the widget values look shifted", nid)
                 elif slot.kind == "value" and slot.name not in linked_widgets:
                     _check_widget(report, nid, ntype, slot.spec, v, node.get("properties"), mode == MODE_ALWAYS)
@@ -215,7 +217,7 @@ def _validate_ui(wf: dict, object_info: dict, report: Report) -> None:
         for slot_index, inp in enumerate(node.get("inputs") or []):
             name = inp.get("name")
             if name not in specs:
-                report.error(f"{ntype}: input {name!r} does not exist in this ComfyUI's definition", nid)
+                report.error(f"{ntype}: input {short(name)} does not exist in this ComfyUI's definition", nid)
                 continue
             if "widget" in inp and not specs[name].is_widget:
                 report.error(f"{ntype}: input {name!r} is marked as a converted widget but is a socket", nid)
@@ -299,7 +301,8 @@ def _validate_api_graph(prompt: dict, object_info: dict, report: Report, check_w
         ctype = entry.get("class_type")
         node_def = object_info.get(ctype)
         if node_def is None:
-            report.error(f"unknown node type {ctype!r}: not in this ComfyUI (is its custom-node package installed?)", nid)
+            report.error(f"unknown node type {short(ctype)}: not in this ComfyUI (is its custom-node package installed?)",
+                         nid)
             continue
         inputs = entry.get("inputs") or {}
         specs = input_specs(node_def)
@@ -313,7 +316,8 @@ def _validate_api_graph(prompt: dict, object_info: dict, report: Report, check_w
             if _is_link(value):
                 src = prompt.get(str(value[0]))
                 if src is None:
-                    report.error(f"{ctype}: input {spec.name!r} comes from node {value[0]}, which is not in the prompt", nid)
+                    report.error(f"{ctype}: input {spec.name!r} comes from node {str(value[0])[:60]}, which is not in the "
+                                 "prompt", nid)
                     continue
                 src_def = object_info.get(src.get("class_type"))
                 if src_def is None:
@@ -333,7 +337,7 @@ def _validate_api_graph(prompt: dict, object_info: dict, report: Report, check_w
             known = {s.name for s in specs} | {s.name for s in widget_layout(node_def, None)}
             for name in inputs:
                 if name not in known and "." not in name:
-                    report.warning(f"{ctype}: input {name!r} is not in this ComfyUI's definition (ignored)", nid)
+                    report.warning(f"{ctype}: input {short(name)} is not in this ComfyUI's definition (ignored)", nid)
 
 
 def _is_link(value) -> bool:
@@ -342,15 +346,29 @@ def _is_link(value) -> bool:
 
 
 def validate(data, object_info: dict) -> Report:
-    """Check a parsed workflow (UI format or API prompt) against ``object_info``."""
-    if isinstance(data, dict) and "prompt" in data and is_api_prompt(data.get("prompt")):
+    """Check a parsed workflow (UI format or API prompt) against ``object_info``.
+
+    Any JSON is accepted: a field of the wrong type is an error of the report (see ``shape``)."""
+    if isinstance(data, dict) and shape.looks_like_api(data.get("prompt")):
         data = data["prompt"]  # a POST /prompt body
-    if is_ui_workflow(data):
+    fmt = shape.format_of(data)
+    if fmt == "ui":
         report = Report("ui")
+        problems = shape.ui_problems(data)
+        if problems:
+            report.nodes = len(data["nodes"]) if isinstance(data["nodes"], list) else 0
+            for problem in problems:
+                report.error(problem)
+            return report
         _validate_ui(data, object_info, report)
         return report
-    if is_api_prompt(data):
+    if fmt == "api":
         report = Report("api", nodes=len(data))
+        problems = shape.api_problems(data)
+        if problems:
+            for problem in problems:
+                report.error(problem)
+            return report
         report.links = sum(1 for e in data.values() for v in (e.get("inputs") or {}).values() if _is_link(v))
         _validate_api_graph(data, object_info, report)
         return report
@@ -358,6 +376,11 @@ def validate(data, object_info: dict) -> Report:
     report.error("not a ComfyUI workflow: expected a UI workflow (with 'nodes' and 'links') or an API prompt "
                  "(node id -> {'class_type', 'inputs'})")
     return report
+
+
+def _printable(text: str) -> str:
+    """File names from a workflow, with control characters (terminal escapes, newlines) shown escaped."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def format_report(report: Report, source: str) -> str:
@@ -371,9 +394,9 @@ def format_report(report: Report, source: str) -> str:
         lines.append("  files it uses (folder/name: status):")
         for f in report.files:
             status = "present" if f.present else ("MISSING" if f.required else "missing (node is bypassed/muted)")
-            line = f"    {f.folder}/{f.name}: {status}  [node {f.node} {f.node_type}]"
+            line = f"    {_printable(f.folder)}/{_printable(f.name)}: {status}  [node {_printable(f.node)} {f.node_type}]"
             if f.url and not f.present:
-                line += f"  download: {f.url}"
+                line += f"  download: {_printable(f.url)}"
             lines.append(line)
     if report.ok:
         missing = report.missing_files
