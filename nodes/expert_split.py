@@ -56,19 +56,22 @@ class WanExpertSplit(io.ComfyNode):
         from ..twostage_i2v.comfy.schedule import sampler_sigmas
 
         value = boundary_value(boundary, custom_boundary)
-        sigmas, shift = sampler_sigmas(model, steps, sampler_name, scheduler, "the high-noise model")
+        sigmas, timesteps, shift = sampler_sigmas(model, steps, sampler_name, scheduler, "the high-noise model")
         if low_noise_model is not None:
-            low, low_shift = sampler_sigmas(low_noise_model, steps, sampler_name, scheduler, "the low-noise model")
+            low, _, low_shift = sampler_sigmas(low_noise_model, steps, sampler_name, scheduler, "the low-noise model")
             if max(abs(a - b) for a, b in zip(sigmas, low)) > 1e-6:
                 raise ValueError(
                     f"Wan 2.2 Expert Split: the two experts sample different sigmas (shift {shift:g} on the high-noise "
                     f"model, {low_shift:g} on the low-noise one): give both ModelSamplingSD3 nodes the same shift"
                 )
-        result = split(sigmas, value)
+        result = split(sigmas, timesteps, value)
         text = result.describe(shift, sampler_name, scheduler)
-        ui = {"text": [text], "expert_split": [{"switch": result.switch, "steps": result.steps,
+        if result.steps != steps:  # ddim_uniform spaces its sigmas by whole strides
+            text += f"\n{scheduler} makes {result.steps} steps of {steps}: both samplers run the same {result.steps}"
+        ui = {"text": [text], "expert_split": [{"switch": result.switch, "steps": steps,
                                                 "sigma": result.sigma_at_switch, "boundary": value}]}
-        return io.NodeOutput(result.switch, result.steps, result.sigma_at_switch, ui=ui)
+        # steps as given: each KSamplerAdvanced builds the same schedule from it.
+        return io.NodeOutput(result.switch, steps, result.sigma_at_switch, ui=ui)
 
 
 NODES = [WanExpertSplit]

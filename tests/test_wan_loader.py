@@ -257,14 +257,14 @@ def test_refuses_other_architectures(comfy, tmp_path):
     w.add_tensor("input_blocks.0.0.weight", np.zeros((320, 4, 3, 3), np.float32))
     w.add_tensor("out.2.weight", np.zeros((4, 320, 3, 3), np.float32))
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    _expect_refusal(comfy, sdxl, "SDXL", "not a Wan 2.1 image-to-video model", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
+    _expect_refusal(comfy, sdxl, "SDXL", "not a Wan image-to-video model", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
 
     llm = tmp_path / "tinyllama-Q8_0.gguf"
     w = gguf.GGUFWriter(str(llm), "llama")
     w.add_tensor("token_embd.weight", np.zeros((64, 32), np.float32))
     w.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), np.float32))
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    _expect_refusal(comfy, llm, "language model", "not a Wan 2.1 image-to-video model")
+    _expect_refusal(comfy, llm, "language model", "not a Wan image-to-video model")
 
 
 def test_refuses_truncated_and_non_gguf_files(comfy, tmp_path, wan_files):

@@ -24,8 +24,10 @@ def _flow_sampling(model, what: str):
     return ms
 
 
-def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, what: str = "the model") -> tuple[list, float]:
-    """(the ``steps + 1`` sigmas, the model's shift) for ``model`` under ``sampler_name`` and ``scheduler``."""
+def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str,
+                   what: str = "the model") -> tuple[list, list, float]:
+    """(the ``steps + 1`` sigmas, the timestep the model is called with at each, the model's shift) for
+    ``model`` under ``sampler_name`` and ``scheduler``."""
     ms = _flow_sampling(model, what)
     if scheduler not in comfy.samplers.KSampler.SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}: pick one of {', '.join(comfy.samplers.KSampler.SCHEDULERS)}")
@@ -33,4 +35,6 @@ def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, what: s
         raise ValueError(f"unknown sampler {sampler_name!r}: pick one of {', '.join(comfy.samplers.KSampler.SAMPLERS)}")
     sampler = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
                                       denoise=1.0, model_options=model.model_options)
-    return [float(s) for s in sampler.sigmas], float(getattr(ms, "shift", float("nan")))
+    sigmas = sampler.sigmas.cpu()
+    timesteps = ms.timestep(sigmas)
+    return [float(s) for s in sigmas], [float(t) for t in timesteps], float(getattr(ms, "shift", float("nan")))

@@ -4,7 +4,7 @@ Wan2.2's ``generate`` code (``wan/image2video.py``, ``wan/text2video.py``) runs
 the high-noise expert while the timestep ``t >= boundary * 1000`` and the
 low-noise expert from the first step with ``t < boundary * 1000``. On ComfyUI's
 flow scale the timestep is ``sigma * 1000``, so the switch is the first step
-whose sigma is below the boundary. The boundary is 0.900 for I2V A14B and 0.875
+whose sigma is below the boundary (compared as the timesteps the model gets). The boundary is 0.900 for I2V A14B and 0.875
 for T2V A14B (``wan/configs``).
 
 A step ``i`` of ComfyUI's samplers starts at ``sigmas[i]`` (the list has
@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 BOUNDARIES = {"i2v": 0.900, "t2v": 0.875}
+NUM_TRAIN_TIMESTEPS = 1000  # wan/configs/shared_config.py
 # The choices the node offers, in order: its default first.
 BOUNDARY_CHOICES = {
     "0.900 (I2V A14B)": BOUNDARIES["i2v"],
@@ -39,14 +40,20 @@ def boundary_value(choice: str, custom: float) -> float:
     return float(value)
 
 
-def switch_step(sigmas, boundary: float) -> int:
-    """The first step whose sigma is below ``boundary``; ``len(sigmas) - 1`` (all steps high-noise)
-    when none is. ``sigmas``: the sampler's ``steps + 1`` values, highest first."""
-    sigmas = [float(s) for s in sigmas]
-    if len(sigmas) < 2:
-        raise ValueError(f"a schedule needs at least 2 sigmas (1 step), got {len(sigmas)}")
-    steps = len(sigmas) - 1
-    return next((i for i in range(steps) if sigmas[i] < boundary), steps)
+def switch_step(timesteps, boundary: float, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> int:
+    """The first step whose timestep is below ``boundary * num_train_timesteps`` (whose sigma is below
+    the boundary); ``len(timesteps) - 1`` (all steps high-noise) when none is.
+
+    ``timesteps``: for each of the sampler's ``steps + 1`` sigmas, highest first, the timestep the
+    model is called with (ComfyUI: ``model_sampling.timestep(sigma)``, sigma x 1000). Comparing those,
+    not the sigmas, keeps a sigma that is the boundary up to float rounding (shift 1, 20 steps: 0.9)
+    on the high-noise side, as ``t >= boundary`` puts it in Wan2.2's code."""
+    timesteps = [float(t) for t in timesteps]
+    if len(timesteps) < 2:
+        raise ValueError(f"a schedule needs at least 2 sigmas (1 step), got {len(timesteps)}")
+    steps = len(timesteps) - 1
+    limit = boundary * num_train_timesteps
+    return next((i for i in range(steps) if timesteps[i] < limit), steps)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class Split:
         return "\n".join(lines)
 
 
-def split(sigmas, boundary: float) -> Split:
+def split(sigmas, timesteps, boundary: float) -> Split:
+    """The split of a schedule: ``sigmas`` and the ``timesteps`` they stand for (see ``switch_step``)."""
     sigmas = tuple(float(x) for x in sigmas)
-    return Split(len(sigmas) - 1, switch_step(sigmas, boundary), float(boundary), sigmas)
+    if len(sigmas) != len(timesteps):
+        raise ValueError(f"{len(sigmas)} sigmas but {len(timesteps)} timesteps")
+    return Split(len(sigmas) - 1, switch_step(timesteps, boundary), float(boundary), sigmas)
