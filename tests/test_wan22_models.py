@@ -397,3 +397,23 @@ def test_names_and_refuses_other_wan_variants(comfy, tmp_path, name):
     if node:
         needles.append(f"ComfyUI drives it with {node}")
     _refusal(comfy, path, *needles)
+
+
+@pytest.mark.comfy
+@pytest.mark.parametrize("model", ["high_noise", "5b"])
+def test_packed_memory_path_equals_core_unet_loader(comfy, wan22_files, model):
+    """The dynamic-VRAM path (packed comfy-kitchen QuantizedTensors), run on the CPU through core ops."""
+    features = comfy.core("comfy.features")
+    loader = comfy.core("comfy.wan_loader")
+    path, ref = wan22_files[model, "converter_Q4_K_M"]
+    native = {loader.WEIGHT_PATH_OPTION: "native"}
+    if not features.native_qt_available():
+        # 0.3.75: no comfy-kitchen layouts, hence no dynamic path to take.
+        with pytest.raises(RuntimeError, match="no comfy-kitchen QuantizedTensor layouts"):
+            loader.load_wan_i2v(path, native)
+        return
+    layout = comfy.core("comfy.layout")
+    packed = loader.load_wan_i2v(path, native)
+    assert any(layout.is_ggml_qt(getattr(m, "weight", None)) for m in packed.model.diffusion_model.modules())
+    core = model_output(load_unet(comfy, ref.name), model, 3)
+    assert rel_max_err(model_output(packed, model, 3), core) <= 1e-4
