@@ -91,3 +91,15 @@ def split(sigmas, timesteps, boundary: float) -> Split:
     if len(sigmas) != len(timesteps):
         raise ValueError(f"{len(sigmas)} sigmas but {len(timesteps)} timesteps")
     return Split(len(sigmas) - 1, switch_step(timesteps, boundary), float(boundary), sigmas)
+
+
+def simple_schedule_switch(shift: float, steps: int, boundary: float) -> int:
+    """The switch for ComfyUI's ``simple`` schedule with a one-pass sampler (euler), from the flow
+    shift's closed form: step ``i`` starts at ``t = 1 - i / steps`` shifted to
+    ``shift * t / (1 + (shift - 1) * t)``. What a workflow file shows on the linked step widgets before
+    the Expert Split node, which asks the model's own schedule, has run."""
+    sigmas = []
+    for i in range(steps + 1):
+        t = 1 - i / steps
+        sigmas.append(shift * t / (1 + (shift - 1) * t))
+    return switch_step([s * NUM_TRAIN_TIMESTEPS for s in sigmas], boundary)
