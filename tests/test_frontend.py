@@ -29,9 +29,10 @@ SCRIPT = REPO / "web" / "twostage_i2v.js"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 BROWSER = [pytest.mark.server, pytest.mark.browser]
 
-# Issue 7's four workflows, by file name.
+# Issue 7's four workflows and issue 19's Wan 2.2 and 4-step ones, by file name.
 SHIPPED = {"two_stage_i2v_480p.json", "two_stage_i2v_480p_portrait.json", "i2v_from_image_480p.json",
-           "two_stage_i2v_720p.json"}
+           "two_stage_i2v_720p.json", "two_stage_wan22_i2v_a14b_480p.json", "two_stage_wan22_ti2v_5b_720p.json",
+           "two_stage_i2v_480p_4step.json", "two_stage_wan22_i2v_a14b_480p_4step.json"}
 # Widget values the frontend may replace on load (model names missing on this server).
 LOADER_TYPES = {"TwoStageI2V_WanI2VLoaderGGUF", "TwoStageI2V_TextEncoderGGUF"}
 
@@ -93,7 +94,7 @@ def test_web_directory_is_declared_once():
 
 
 @pytest.mark.core
-def test_the_four_workflows_are_shipped():
+def test_the_workflows_are_shipped():
     assert {p.name for p in WORKFLOWS} == SHIPPED  # the browser test below loads each
 
 

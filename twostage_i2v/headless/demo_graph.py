@@ -1,5 +1,5 @@
-"""Workflow 1 on the built-in small random models: what ``demo`` and the end-to-end
-tests run.
+"""The shipped workflows on the built-in small random models: what ``demo`` (workflow 1)
+and the end-to-end tests run.
 
 Two changes to the shipped workflow, both made on the UI workflow (so the
 workflow embedded in the video reproduces the run exactly) before the project's
@@ -22,6 +22,22 @@ from ..workflow.convert import ui_to_api
 
 WORKFLOW = "two_stage_i2v_480p"
 TINY_KEYS = ("sdxl", "wan_i2v_q4_k_m", "wan_vae", "clip_vision_h", "umt5_q8_0")
+# Each workflow model file (workflow.build.MODEL_FILES key) -> the small model that stands in for it.
+STAND_INS = {
+    "sdxl": "sdxl",
+    "wan_480p": "wan_i2v_q4_k_m",
+    "wan_720p": "wan_i2v_q4_k_m",
+    "umt5": "umt5_q8_0",
+    "clip_vision": "clip_vision_h",
+    "vae": "wan_vae",
+    "wan22_high": "wan22_i2v_high_q4_k_m",
+    "wan22_low": "wan22_i2v_low_q4_k_m",
+    "wan22_5b": "wan22_ti2v_5b_q4_k_m",
+    "vae22": "wan22_vae",
+    "lora21_4step": "wan21_lightx2v_lora",
+    "lora22_high": "wan22_lightx2v_lora_high",
+    "lora22_low": "wan22_lightx2v_lora_low",
+}
 
 
 def workflow_path(name: str = WORKFLOW) -> Path:
@@ -35,16 +51,22 @@ def models_to_build() -> list[str]:
     return [n for n in names if not (cache / n).is_file()]
 
 
-def install_models(base_dir: Path) -> dict[str, str]:
-    """Build (once per machine) and link the small models; return workflow model key -> file name."""
-    models = tiny_models.install_into(base_dir, TINY_KEYS)
-    return {
-        "sdxl": models["sdxl"].name,
-        "wan_480p": models["wan_i2v_q4_k_m"].name,
-        "umt5": models["umt5_q8_0"].name,
-        "clip_vision": models["clip_vision_h"].name,
-        "vae": models["wan_vae"].name,
-    }
+def install_models(base_dir: Path, name: str = WORKFLOW) -> dict[str, str]:
+    """Build (once per machine) and link the small models workflow ``name`` needs; return workflow model
+    key (``MODEL_FILES``) -> file name. Workflow 1's keys are "sdxl", "wan_480p", "umt5", "clip_vision",
+    "vae"."""
+    keys = workflow_model_keys(name)
+    models = tiny_models.install_into(base_dir, sorted({STAND_INS[k] for k in keys}))
+    return {k: models[STAND_INS[k]].name for k in keys}
+
+
+def workflow_model_keys(name: str = WORKFLOW) -> list[str]:
+    """The ``MODEL_FILES`` keys whose files the shipped workflow ``name`` lists in its nodes' models."""
+    from ..workflow.build import MODEL_FILES
+
+    ui = json.loads(workflow_path(name).read_text(encoding="utf-8"))
+    files = {m["name"] for n in ui["nodes"] for m in n.get("properties", {}).get("models", [])}
+    return [k for k, m in MODEL_FILES.items() if m.name in files]
 
 
 def small_workflow(object_info: dict, names: dict[str, str], run: SmallRun = SmallRun(),

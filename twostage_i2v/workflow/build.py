@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..bridge.geometry import CLIPS, stage1_size, target_size
 from ..sampling.expert_split import BOUNDARIES, BOUNDARY_CHOICES, simple_schedule_switch
-from .convert import FRONTEND_ONLY, input_specs, widget_layout
+from .convert import FRONTEND_ONLY, input_specs, widget_layout, widget_values_by_name
 
 PACKAGE_CNR_ID = "comfyui-twostage-i2v"
 PACKAGE_PREFIX = "TwoStageI2V_"
@@ -755,7 +755,7 @@ def build_all(object_info: dict) -> dict[str, dict]:
     return {spec.name: build_workflow(spec, object_info) for spec in WORKFLOWS}
 
 
-# -- variants (the demo and the tests run workflow 1 small) --------------------
+# -- variants (the demo and the tests run the workflows small) -----------------
 
 def find_nodes(workflow: dict, node_type: str) -> list[dict]:
     return [n for n in workflow["nodes"] if n["type"] == node_type]
@@ -805,9 +805,11 @@ class SmallRun:
 
 
 def small_variant(workflow: dict, object_info: dict, model_names: dict, run: SmallRun = SmallRun()) -> dict:
-    """Workflow 1 with model file names swapped and CPU-size overrides, still a UI workflow.
+    """A shipped workflow with model file names swapped and CPU-size overrides, still a UI workflow.
 
-    ``model_names``: keys of ``MODEL_FILES`` ("sdxl", "wan_480p", "umt5", "clip_vision", "vae") -> file name.
+    ``model_names``: keys of ``MODEL_FILES`` -> file name. A loader naming a ``MODEL_FILES`` file gets that
+    key's replacement; one whose key is not given falls back to its node type's key ("sdxl", "wan_480p",
+    "umt5", "clip_vision", "vae"), so workflow 1's five keys also serve the other Wan 2.1 workflows.
     """
     wf = copy.deepcopy(workflow)
     swaps = {
@@ -816,9 +818,14 @@ def small_variant(workflow: dict, object_info: dict, model_names: dict, run: Sma
         ("TwoStageI2V_TextEncoderGGUF", "clip_name"): "umt5",
         ("CLIPVisionLoader", "clip_name"): "clip_vision",
         ("VAELoader", "vae_name"): "vae",
+        ("LoraLoaderModelOnly", "lora_name"): None,
     }
-    for (node_type, widget), key in swaps.items():
+    key_of_file = {m.name: key for key, m in MODEL_FILES.items()}
+    for (node_type, widget), fallback in swaps.items():
         for node in find_nodes(wf, node_type):
+            current = widget_values_by_name(object_info[node_type], node["widgets_values"]).get(widget)
+            key = key_of_file.get(current)
+            key = key if key in model_names else fallback
             if key in model_names:
                 set_widget(wf, node, widget, model_names[key], object_info)
                 node["properties"].pop("models", None)  # the downloads list names the real files
@@ -831,13 +838,21 @@ def small_variant(workflow: dict, object_info: dict, model_names: dict, run: Sma
         set_widget(wf, node, "height", run.video[1], object_info)
     for node in find_nodes(wf, "TwoStageI2V_StageBridge"):
         set_widget(wf, node, "frames", run.frames, object_info)
-        if not any(i.get("name") == "width" and i.get("link") is not None for i in node.get("inputs") or []):
+        if not _linked(node, "width"):
             set_widget(wf, node, "target", "custom", object_info)
             set_widget(wf, node, "width", run.video[0], object_info)
             set_widget(wf, node, "height", run.video[1], object_info)
     for node in find_nodes(wf, "KSampler"):
         set_widget(wf, node, "steps", run.steps, object_info)
+    # Wan 2.2 A14B: the Expert Split's steps feed both KSamplerAdvanced nodes.
+    for node in find_nodes(wf, "TwoStageI2V_WanExpertSplit") + find_nodes(wf, "KSamplerAdvanced"):
+        if not _linked(node, "steps"):
+            set_widget(wf, node, "steps", run.steps, object_info)
     return wf
+
+
+def _linked(node: dict, name: str) -> bool:
+    return any(i.get("name") == name and i.get("link") is not None for i in node.get("inputs") or [])
 
 
 def dump_json(data) -> str:
