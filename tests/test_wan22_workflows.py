@@ -198,7 +198,8 @@ def official_switch(comfy, tiny_models, api):
 @pytest.mark.parametrize("name", NEW)
 def test_runs_small_and_writes_an_mp4_carrying_the_workflow(comfy, comfy_base, tiny_models, object_info, name):
     names = demo_graph.install_models(comfy_base, name)
-    run = SmallRun()
+    # The Wan 2.2 VAE runs at its real width (ComfyUI fixes it): a 32x32, 5-frame clip keeps its decode short.
+    run = SmallRun(video=(32, 32), frames=5) if name == TI2V else SmallRun()
     ui, api = demo_graph.small_workflow(object_info, names, run, name=name)
     # ComfyUI's own validation of the prompt first (the run below validates again).
     ok, error, _, node_errors = comfy.validate(api)
@@ -217,3 +218,20 @@ def test_runs_small_and_writes_an_mp4_carrying_the_workflow(comfy, comfy_base, t
         report = result.outputs[split_id]["expert_split"][0]
         assert report["switch"] == expected and report["steps"] == run.steps
         assert result.outputs[split_id]["text"][0].startswith(f"switch at step {expected} of {run.steps}")
+
+
+@pytest.mark.core
+def test_bridge_knows_the_5b_sizes_and_clip():
+    from twostage_i2v.bridge import geometry
+
+    assert geometry.target_size("1280x704 (5B)") == (1280, 704)
+    assert geometry.target_size("704x1280 (5B portrait)") == (704, 1280)
+    # The Wan 2.2 VAE packs 16x16 pixels per latent and the 5B's patch is 2: multiples of 32.
+    assert all(v % 32 == 0 for v in (*geometry.PRESETS["1280x704 (5B)"], *geometry.PRESETS["704x1280 (5B portrait)"]))
+    assert geometry.TARGETS[0] == "832x480 (480p)" and geometry.TARGETS[-1] == "custom"
+    assert geometry.CLIPS["wan2.2-ti2v-5b"] == (121, 24.0) and geometry.CLIPS["wan2.2-a14b"] == (81, 16.0)
+    assert geometry.clip_length("seconds", seconds=5.0, fps=24.0) == (121, "length: 5 s x 24 fps = 120 frames -> 121 (snapped to 4n+1)")
+    assert geometry.snap_length(121) == 121 and (121 - 1) % 4 == 0
+    # A portrait still for the 5B frame: auto orientation turns the target, as for 2.1.
+    details = geometry.plan_details(768, 1344, 1280, 704, "crop")
+    assert (details["width"], details["height"]) == (704, 1280) and details["swapped"]

@@ -73,17 +73,12 @@ class ModelKind:
     def describe(self) -> str:
         if self.kind.startswith("wan-"):
             e = self.evidence
-            shape = f"in_dim {e.get('in_dim')}, dim {e.get('dim')}, {e.get('layers')} layers"
-            if e.get("out_dim") not in (None, 16):
-                shape = f"in_dim {e.get('in_dim')}, out_dim {e.get('out_dim')}, dim {e.get('dim')}, {e.get('layers')} layers"
-            return f"{self.family} ({shape})"
+            # out_dim only where it is not Wan 2.1's 16 (the 5B family's 48)
+            out = f"out_dim {e['out_dim']}, " if e.get("out_dim") not in (None, 16) else ""
+            return f"{self.family} (in_dim {e.get('in_dim')}, {out}dim {e.get('dim')}, {e.get('layers')} layers)"
         if self.kind == UMT5:
             return "umt5/T5 text encoder"
         return self.family or "an unknown model"
-
-    @property
-    def is_a14b(self) -> bool:
-        return self.variant in ("i2v-a14b", "t2v-a14b")
 
 
 def expert_from(file_name: str | None = None, metadata: dict | None = None) -> tuple[str, str | None]:
