@@ -191,7 +191,8 @@ def test_api_copy_passes_comfyui_validation_but_for_the_model_files(comfy, name)
             assert e["extra_info"]["received_value"] in shipped, (node_id, e)
     named = {e["extra_info"]["received_value"] for entry in node_errors.values() for e in entry["errors"]}
     files = {m["name"] for n in load(name)["nodes"] for m in n["properties"].get("models", [])}
-    assert named == files
+    # 0.30.0 names every missing file; 0.3.75 does not check this package's GGUF combos here.
+    assert named <= files and MODEL_FILES["sdxl"].name in named
 
 
 # ---------------------------------------------------------------- run small, end to end
