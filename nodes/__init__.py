@@ -17,6 +17,7 @@ NODE_MODULES = (
     "motion_prompt",
     "wan_gguf_loader",
     "text_encoder_gguf",
+    "expert_split",
 )
 
 

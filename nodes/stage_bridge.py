@@ -12,12 +12,13 @@ CATEGORY = "TwoStage I2V"
 def _target_inputs() -> list:
     return [
         io.Combo.Input("target", options=list(geometry.TARGETS), default=geometry.TARGETS[0],
-                       tooltip="Wan 2.1 I2V frame: 480p model 832x480 / 480x832 / 624x624, 720p model 1280x720 / "
-                               "720x1280, or custom (width/height below)."),
+                       tooltip="Wan I2V frame: Wan 2.1 480p and Wan 2.2 A14B 832x480 / 480x832 / 624x624, Wan 2.1 "
+                               "720p 1280x720 / 720x1280, Wan 2.2 TI2V 5B 1280x704 / 704x1280, or custom "
+                               "(width/height below)."),
         io.Int.Input("width", default=832, min=16, max=4096, step=16,
-                     tooltip="Custom target width (only with target = custom); a multiple of 16."),
+                     tooltip="Custom target width (only with target = custom); a multiple of 16 (32 for the 5B)."),
         io.Int.Input("height", default=480, min=16, max=4096, step=16,
-                     tooltip="Custom target height (only with target = custom); a multiple of 16."),
+                     tooltip="Custom target height (only with target = custom); a multiple of 16 (32 for the 5B)."),
     ]
 
 
@@ -29,9 +30,9 @@ class StageBridge(io.ComfyNode):
             display_name="Stage Bridge (image → Wan I2V frame)",
             category=CATEGORY,
             description=(
-                "Turns the stage-1 image into exactly the frame Wan 2.1 image-to-video takes, and says how: crop, "
+                "Turns the stage-1 image into exactly the frame Wan image-to-video (2.1, 2.2 A14B, 2.2 TI2V 5B) takes, and says how: crop, "
                 "pad, stretch or the Wan2.1 repo's own area rule; sizes in multiples of 16; the clip length snapped "
-                "to 4n+1. Wire width, height and length into WanImageToVideo. Warns on the node when it upscales."
+                "to 4n+1. Wire width, height and length into WanImageToVideo (Wan22ImageToVideoLatent for the 5B). Warns on the node when it upscales."
             ),
             inputs=[
                 io.Image.Input("image", tooltip="The stage-1 image (any size, batch, grey, RGB or RGBA)."),
@@ -55,11 +56,12 @@ class StageBridge(io.ComfyNode):
                 io.Combo.Input("length_from", options=["frames", "seconds"], default="frames",
                                tooltip="Clip length from a frame count, or from seconds x fps."),
                 io.Int.Input("frames", default=81, min=1, max=1025,
-                             tooltip="Frames (length_from = frames); snapped to the nearest 4n+1."),
+                             tooltip="Frames (length_from = frames); snapped to the nearest 4n+1. Wan 2.1 and 2.2 A14B: 81 "
+                                     "(5 s at 16 fps); Wan 2.2 TI2V 5B: 121 (5 s at 24 fps)."),
                 io.Float.Input("seconds", default=5.0, min=0.0, max=600.0, step=0.1,
                                tooltip="Seconds (length_from = seconds); frames = seconds x fps, snapped to 4n+1."),
                 io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=1.0,
-                               tooltip="Frame rate used with seconds; Wan 2.1 makes 16 fps."),
+                               tooltip="Frame rate used with seconds; Wan 2.1 and 2.2 A14B make 16 fps, the 2.2 TI2V 5B 24."),
             ],
             # Display names only: 0.3.75 refuses output ids that repeat an input id ("width", "height").
             outputs=[
@@ -95,7 +97,7 @@ class StagePlan(io.ComfyNode):
             display_name="Stage Plan (SDXL size for a Wan target)",
             category=CATEGORY,
             description=(
-                "The stage-1 (SDXL / Illustrious) size for a Wan 2.1 target: same aspect, about one megapixel, "
+                "The stage-1 (SDXL / Illustrious) size for a Wan target: same aspect, about one megapixel, "
                 "multiples of 64 (832x480 -> 1344x768), so stage 1 renders at a native size and the Stage Bridge "
                 "only scales down."
             ),

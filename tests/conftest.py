@@ -84,3 +84,45 @@ def workflow1_run(server, comfy_base, tiny_models) -> Workflow1Run:
     pngs = [f for f in files if f.suffix == ".png" and "first_frame" in f.name]
     assert len(mp4s) == 1 and len(pngs) == 1, f"expected one MP4 and one first-frame PNG, got {files}"
     return Workflow1Run(mp4s[0], pngs[0], ui, prompt, entry["outputs"], run)
+
+
+@pytest.fixture(scope="session")
+def object_info(comfy) -> dict:
+    """What the in-process ComfyUI's ``/object_info`` would answer."""
+    from twostage_i2v.headless.object_info import object_info_in_process
+
+    return object_info_in_process(comfy.nodes)
+
+
+@dataclass
+class SmallWorkflowRun:
+    """A shipped workflow run in-process on the small models (``demo_graph.small_run_for`` sizes)."""
+
+    name: str
+    names: dict  # MODEL_FILES key -> small model file name
+    run: object  # workflow.build.SmallRun
+    ui: dict
+    prompt: dict
+    result: object  # inprocess.RunResult
+
+
+@pytest.fixture(scope="session")
+def small_workflow_run(comfy, comfy_base, object_info):
+    """``small_workflow_run(name)``: run shipped workflow ``name`` small once per session; later calls
+    get the same run (each run takes a minute or more on two cores)."""
+    from twostage_i2v.headless import demo_graph
+
+    done: dict[str, SmallWorkflowRun] = {}
+
+    def run(name: str) -> SmallWorkflowRun:
+        if name not in done:
+            names = demo_graph.install_models(comfy_base, name)
+            ui_file = demo_graph.load_workflow(name)
+            demo_graph.install_inputs(comfy_base, ui_file)
+            size = demo_graph.small_run_for(name)
+            ui, prompt = demo_graph.small_workflow(object_info, names, size, name=name)
+            result = comfy.run_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": ui}})
+            done[name] = SmallWorkflowRun(name, names, size, ui, prompt, result)
+        return done[name]
+
+    return run

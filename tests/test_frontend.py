@@ -29,9 +29,10 @@ SCRIPT = REPO / "web" / "twostage_i2v.js"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 BROWSER = [pytest.mark.server, pytest.mark.browser]
 
-# Issue 7's four workflows, by file name.
+# Issue 7's four workflows and issue 19's Wan 2.2 and 4-step ones, by file name.
 SHIPPED = {"two_stage_i2v_480p.json", "two_stage_i2v_480p_portrait.json", "i2v_from_image_480p.json",
-           "two_stage_i2v_720p.json"}
+           "two_stage_i2v_720p.json", "two_stage_wan22_i2v_a14b_480p.json", "two_stage_wan22_ti2v_5b_720p.json",
+           "two_stage_i2v_480p_4step.json", "two_stage_wan22_i2v_a14b_480p_4step.json"}
 # Widget values the frontend may replace on load (model names missing on this server).
 LOADER_TYPES = {"TwoStageI2V_WanI2VLoaderGGUF", "TwoStageI2V_TextEncoderGGUF"}
 
@@ -93,7 +94,7 @@ def test_web_directory_is_declared_once():
 
 
 @pytest.mark.core
-def test_the_four_workflows_are_shipped():
+def test_the_workflows_are_shipped():
     assert {p.name for p in WORKFLOWS} == SHIPPED  # the browser test below loads each
 
 
@@ -371,6 +372,33 @@ def test_stage_bridge_shows_the_source_with_its_box_after_a_run(page, bridge_sou
     assert page.eval("(el) => [el.querySelector('canvas').width, el.querySelector('canvas').height]", panel) == size
     page.set_widget(node, "fit", fit)  # as it ran, for the screenshot
     wait_text(page, node, "twostage_bridge", planned_rows("832x480 (480p)", fit, 81, source=(sw, sh)))
+
+
+# ---------------------------------------------------------------- Wan 2.2 Expert Split: the switch after a run
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_expert_split_shows_the_switch_after_a_run(page, comfy, tiny_models):
+    unet = page.add_node("UNETLoader", (40, 40))
+    shift = page.add_node("ModelSamplingSD3", (420, 40))
+    split = page.add_node("TwoStageI2V_WanExpertSplit", (780, 40))
+    show = page.add_node("PreviewAny", (1220, 40))
+    page.set_widget(unet, "unet_name", tiny_models["wan22_i2v_high"].name)
+    page.set_widget(shift, "shift", 5.0)
+    page.set_widget(split, "steps", 20)
+    page.connect(unet, 0, shift, 0)
+    page.connect(shift, 0, split, 0)
+    page.connect(split, 0, show, 0)
+    wait_text(page, split, "twostage_split", ["switch step: computed from the model's schedule when the workflow runs"])
+    page.eval("() => app.queuePrompt(0, 1)")
+    # What the node reports for the same model and settings, run in this process.
+    model = comfy.nodes.UNETLoader().load_unet(tiny_models["wan22_i2v_high"].name, "default")[0]
+    model = comfy.node_class("ModelSamplingSD3")().patch(model, 5.0)[0]
+    report = comfy.node_class("TwoStageI2V_WanExpertSplit").execute(
+        model, 20, "euler", "simple", "0.900 (I2V A14B)", 0.9).ui["text"][0]
+    assert report.startswith("switch at step 8 of 20")
+    wait_text(page, split, "twostage_split", report.split("\n"), timeout=120_000)
 
 
 # ---------------------------------------------------------------- workflows through the file input

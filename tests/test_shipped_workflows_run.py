@@ -23,7 +23,7 @@ from PIL import Image
 from twostage_i2v.headless import demo_graph
 from twostage_i2v.headless.api_graphs import decode_video
 from twostage_i2v.workflow import media_metadata
-from twostage_i2v.workflow.build import MODEL_FILES, WAN_FPS, BuildError, SmallRun, small_variant
+from twostage_i2v.workflow.build import MODEL_FILES, BuildError, small_variant
 
 pytestmark = pytest.mark.comfy
 
@@ -37,11 +37,10 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def object_info(comfy):
-    from twostage_i2v.headless.object_info import object_info_in_process
-
-    return object_info_in_process(comfy.nodes)
+def asked_fps(prompt: dict) -> float:
+    """The frame rate the workflow's CreateVideo asks for (16 for Wan 2.1 and 2.2 A14B, 24 for the 5B)."""
+    (fps,) = [v["inputs"]["fps"] for v in prompt.values() if v["class_type"] == "CreateVideo"]
+    return fps
 
 
 def test_every_ui_workflow_has_an_api_copy():
@@ -100,25 +99,22 @@ def test_small_run_refuses_what_it_cannot_shrink(object_info):
     wf = load(WORKFLOWS_DIR / f"{demo_graph.WORKFLOW}.json")
     names = {key: f"{key}.tiny" for key in demo_graph.STAND_INS}
     unknown = copy.deepcopy(wf)
-    next(n for n in unknown["nodes"] if n["type"] == "KSampler")["type"] = "KSamplerAdvanced"
-    with pytest.raises(BuildError, match=r"wf\.json: cannot run small: node type\(s\) \['KSamplerAdvanced'\]"):
+    next(n for n in unknown["nodes"] if n["type"] == "KSampler")["type"] = "SamplerCustomAdvanced"
+    with pytest.raises(BuildError, match=r"wf\.json: cannot run small: node type\(s\) \['SamplerCustomAdvanced'\]"):
         small_variant(unknown, object_info, names, name="wf.json")
-    with pytest.raises(BuildError, match=r"needs a vae model and the small run has no stand-in"):
+    with pytest.raises(BuildError, match=r"\(VAELoader\) loads 'wan_2\.1_vae\.safetensors' and the small run has no stand-in"):
         small_variant(wf, object_info, {k: v for k, v in names.items() if k != "vae"}, name="wf.json")
     active_lora = copy.deepcopy(wf)
     next(n for n in active_lora["nodes"] if n["type"] == "LoraLoader")["mode"] = 0
-    with pytest.raises(BuildError, match=r"\(LoraLoader\) needs a lora model"):
+    with pytest.raises(BuildError, match=r"\(LoraLoader\) loads .* and the small run has no stand-in"):
         small_variant(active_lora, object_info, names, name="wf.json")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", UI_NAMES)
-def test_shipped_workflow_runs_end_to_end_on_the_small_models(comfy, comfy_base, object_info, name):
-    names = demo_graph.install_models(comfy_base)
-    demo_graph.install_inputs(comfy_base, load(WORKFLOWS_DIR / f"{name}.json"))
-    run = SmallRun()
-    ui, prompt = demo_graph.small_workflow(object_info, names, run, name=name)
-    result = comfy.run_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": ui}})
+def test_shipped_workflow_runs_end_to_end_on_the_small_models(comfy_base, small_workflow_run, name):
+    done = small_workflow_run(name)
+    run, ui, prompt, result = done.run, done.ui, done.prompt, done.result
     files = demo_graph.saved_files(result.outputs, Path(comfy_base) / "output")
     mp4s = [f for f in files if f.suffix == ".mp4"]
     pngs = [f for f in files if f.suffix == ".png" and "first_frame" in f.name]
@@ -126,7 +122,7 @@ def test_shipped_workflow_runs_end_to_end_on_the_small_models(comfy, comfy_base,
     assert mp4s[0].name.startswith(f"{name}_") and pngs[0].name.startswith(f"{name}_first_frame")
 
     frames, fps, width, height, tags = decode_video(mp4s[0])  # FFmpeg decodes every frame
-    assert (frames, fps, width, height) == (run.frames, WAN_FPS, *run.video)
+    assert (frames, fps, width, height) == (run.frames, asked_fps(prompt), *run.video)
     assert json.loads(tags["workflow"]) == ui and json.loads(tags["prompt"]) == prompt
     assert media_metadata.embedded(pngs[0]) == {"container": "png", "workflow": ui, "prompt": prompt}
     with Image.open(pngs[0]) as first:

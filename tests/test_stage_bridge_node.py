@@ -21,7 +21,7 @@ pytestmark = pytest.mark.comfy
 NODE = "TwoStageI2V_StageBridge"
 PLAN_NODE = "TwoStageI2V_StagePlan"
 TARGETS = ["832x480 (480p)", "480x832 (480p portrait)", "624x624 (480p square)", "1280x720 (720p)",
-           "720x1280 (720p portrait)", "custom"]
+           "720x1280 (720p portrait)", "1280x704 (5B)", "704x1280 (5B portrait)", "custom"]
 DEFAULTS = dict(target="832x480 (480p)", width=832, height=480, orientation="auto", fit="crop", anchor="center",
                 pad_style="color", pad_color="#000000", resample="lanczos", length_from="frames", frames=81,
                 seconds=5.0, fps=16.0)

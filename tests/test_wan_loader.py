@@ -267,7 +267,7 @@ def test_refuses_other_architectures(comfy, tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    _expect_refusal(comfy, sdxl, "SDXL", "not a Wan 2.1 image-to-video model", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
+    _expect_refusal(comfy, sdxl, "SDXL", "not a Wan image-to-video model", "wan2.1-i2v-14b-480p-Q4_K_M.gguf")
 
     llm = tmp_path / "tinyllama-Q8_0.gguf"
     w = gguf.GGUFWriter(str(llm), "llama")
@@ -277,7 +277,7 @@ def test_refuses_other_architectures(comfy, tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    _expect_refusal(comfy, llm, "language model", "not a Wan 2.1 image-to-video model")
+    _expect_refusal(comfy, llm, "language model", "not a Wan image-to-video model")
 
 
 def test_refuses_truncated_and_non_gguf_files(comfy, tmp_path, wan_files):

@@ -1,6 +1,6 @@
 // TwoStage I2V panels on the nodes: live prompt lint on Motion Prompt, the planned
-// frame (and, after a run, the source with its crop/pad box) on Stage Bridge, and
-// what a GGUF file is on the two GGUF loaders. All facts come from the package's
+// frame (and, after a run, the source with its crop/pad box) on Stage Bridge, what a
+// GGUF file is on the two GGUF loaders, and the expert switch on Wan 2.2 Expert Split. All facts come from the package's
 // own routes (nodes/routes.py) on this ComfyUI server; user text is set with
 // textContent only.
 import { app } from "../../scripts/app.js";
@@ -318,6 +318,20 @@ function setupBridge(node) {
   node.twostagePlan();
 }
 
+// ------------------------------------------------------------ Wan 2.2 Expert Split: the switch after a run
+
+// The switch comes from the MODEL's own schedule, which only exists when the graph runs:
+// the node's report (twostage_i2v.sampling.expert_split) is shown after each run.
+function setupExpertSplit(node) {
+  const panel = addPanel(node, "twostage_split");
+  panel.show([["switch step: computed from the model's schedule when the workflow runs", "ts-head"]]);
+  node.twostageShowRun = (output) => {
+    const rows = (output?.text ?? []).flatMap((t) => String(t).split("\n"));
+    if (!rows.length) return;
+    panel.show(rows.map((t, i) => [t, t.startsWith("WARNING") ? "ts-warn" : i === 0 ? "ts-head" : ""]));
+  };
+}
+
 // ------------------------------------------------------------ registration
 
 app.registerExtension({
@@ -332,6 +346,10 @@ app.registerExtension({
       const spec = LOADERS[nodeData.name];
       chain(proto, "onNodeCreated", function () { setupLoader(this, spec); });
       chain(proto, "onConfigure", function () { this.twostageKeepSize = true; this.twostageInspect?.(); });
+    } else if (nodeData.name === "TwoStageI2V_WanExpertSplit") {
+      chain(proto, "onNodeCreated", function () { setupExpertSplit(this); });
+      chain(proto, "onConfigure", function () { this.twostageKeepSize = true; });
+      chain(proto, "onExecuted", function (output) { this.twostageShowRun?.(output); });
     } else if (nodeData.name === "TwoStageI2V_StageBridge") {
       chain(proto, "onNodeCreated", function () { setupBridge(this); });
       chain(proto, "onConfigure", function () { this.twostageKeepSize = true; this.twostagePlan?.(); });

@@ -1,4 +1,4 @@
-"""Stage Bridge geometry: which frame Wan 2.1 I2V gets from a stage-1 image.
+"""Stage Bridge geometry: which frame Wan I2V (2.1, 2.2 A14B, 2.2 TI2V 5B) gets from a stage-1 image.
 
 Pure Python (no torch): the node, the CLI verb ``plan`` and the server route
 all ask this module, so they agree to the pixel.
@@ -32,12 +32,19 @@ PRESETS = {
     "624x624 (480p square)": (624, 624),
     "1280x720 (720p)": (1280, 720),
     "720x1280 (720p portrait)": (720, 1280),
+    # Wan 2.2 TI2V 5B (Wan 2.2 VAE: 16x16 pixels per latent, patch 2, so multiples of 32). The A14B
+    # experts take Wan 2.1's sizes above.
+    "1280x704 (5B)": (1280, 704),
+    "704x1280 (5B portrait)": (704, 1280),
 }
 CUSTOM = "custom"
 TARGETS = [*PRESETS, CUSTOM]
 FITS = ["crop", "pad", "stretch", "official_area"]
 ORIENTATIONS = ["auto", "as target"]
 ANCHORS = ["center", "top", "bottom", "left", "right"]
+
+# (frames, fps) each Wan model was trained for: about 5 s, 4n + 1 frames (4 frames per latent after the first).
+CLIPS = {"wan2.1": (81, 16.0), "wan2.2-a14b": (81, 16.0), "wan2.2-ti2v-5b": (121, 24.0)}
 
 SIZE_STEP = 16  # Wan: VAE stride 8 x patch 2
 STAGE1_STEP = 64  # SDXL latent 8 x UNet's three downsamplings

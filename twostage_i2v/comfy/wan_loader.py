@@ -1,4 +1,4 @@
-"""Build a ComfyUI MODEL from a Wan 2.1 I2V GGUF whose weights stay quantized.
+"""Build a ComfyUI MODEL from a Wan I2V GGUF (2.1 I2V, a 2.2 A14B expert, 2.2 TI2V 5B) whose weights stay quantized.
 
 Two load paths, one dequantizer (``gguf.dequant``):
 - dynamic: ComfyUI's dynamic VRAM is on (newest ComfyUI on a GPU): weights

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..models.wan_recipes import RECIPE_NAMES, get_recipe
 
 VERB = "convert"
-HELP = "Convert a .safetensors diffusion model (Wan 2.1) to a quantized .gguf file."
+HELP = "Convert a .safetensors diffusion model (Wan 2.1, Wan 2.2) to a quantized .gguf file."
 DEFAULT_TYPE = "Q4_K_M"
 
 
@@ -49,6 +49,7 @@ def open_safetensors(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     from ..gguf.writer import check_target
+    from ..models.kind import expert_metadata
     from ..models.wan_convert import write_model_gguf
 
     src, dst = Path(args.input), Path(args.output)
@@ -79,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
         try:
-            summary = write_model_gguf(dst, tensors, recipe, arch=args.arch, progress=progress, force=args.force)
+            # A Wan 2.2 A14B expert named as such keeps that in the file, whatever the GGUF is renamed to.
+            summary = write_model_gguf(dst, tensors, recipe, arch=args.arch, metadata=expert_metadata(src.name),
+                                       progress=progress, force=args.force)
         except (ValueError, OSError) as exc:
             bar.close()
             return _fail(f"{src} -> {dst}: {exc}")

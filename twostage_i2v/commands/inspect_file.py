@@ -6,7 +6,8 @@ import json
 import sys
 
 VERB = "inspect"
-HELP = "Say what a .gguf file is: kind (wan-i2v, wan-t2v, umt5, other) and why, quant mix, size, parameters."
+HELP = ("Say what a .gguf file is: kind (wan-i2v, wan-t2v, wan-variant, umt5, other), Wan version and A14B "
+        "expert, and why; quant mix, size, parameters.")
 
 
 def add_arguments(p):

@@ -23,10 +23,24 @@ from ..workflow.convert import ui_to_api
 
 WORKFLOW = "two_stage_i2v_480p"
 WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
-# MODEL_FILES key -> the small model standing in for it.
-STAND_INS = {"sdxl": "sdxl", "wan_480p": "wan_i2v_q4_k_m", "wan_720p": "wan_i2v_q4_k_m", "umt5": "umt5_q8_0",
-             "clip_vision": "clip_vision_h", "vae": "wan_vae"}
-TINY_KEYS = tuple(dict.fromkeys(STAND_INS.values()))
+TI2V_WORKFLOWS = ("two_stage_wan22_ti2v_5b_720p",)
+TINY_KEYS = ("sdxl", "wan_i2v_q4_k_m", "wan_vae", "clip_vision_h", "umt5_q8_0")
+# Each workflow model file (workflow.build.MODEL_FILES key) -> the small model that stands in for it.
+STAND_INS = {
+    "sdxl": "sdxl",
+    "wan_480p": "wan_i2v_q4_k_m",
+    "wan_720p": "wan_i2v_q4_k_m",
+    "umt5": "umt5_q8_0",
+    "clip_vision": "clip_vision_h",
+    "vae": "wan_vae",
+    "wan22_high": "wan22_i2v_high_q4_k_m",
+    "wan22_low": "wan22_i2v_low_q4_k_m",
+    "wan22_5b": "wan22_ti2v_5b_q4_k_m",
+    "vae22": "wan22_vae",
+    "lora21_4step": "wan21_lightx2v_lora",
+    "lora22_high": "wan22_lightx2v_lora_high",
+    "lora22_low": "wan22_lightx2v_lora_low",
+}
 
 
 def workflow_path(name: str = WORKFLOW) -> Path:
@@ -45,10 +59,22 @@ def models_to_build() -> list[str]:
     return [n for n in names if not (cache / n).is_file()]
 
 
-def install_models(base_dir: Path) -> dict[str, str]:
-    """Build (once per machine) and link the small models; return workflow model key -> file name."""
-    models = tiny_models.install_into(base_dir, TINY_KEYS)
-    return {key: models[tiny].name for key, tiny in STAND_INS.items()}
+def install_models(base_dir: Path, name: str = WORKFLOW) -> dict[str, str]:
+    """Build (once per machine) and link the small models workflow ``name`` needs; return workflow model
+    key (``MODEL_FILES``) -> file name. Workflow 1's keys are "sdxl", "wan_480p", "umt5", "clip_vision",
+    "vae"."""
+    keys = workflow_model_keys(name)
+    models = tiny_models.install_into(base_dir, sorted({STAND_INS[k] for k in keys}))
+    return {k: models[STAND_INS[k]].name for k in keys}
+
+
+def workflow_model_keys(name: str = WORKFLOW) -> list[str]:
+    """The ``MODEL_FILES`` keys whose files the shipped workflow ``name`` lists in its nodes' models."""
+    from ..workflow.build import MODEL_FILES
+
+    ui = load_workflow(name)
+    files = {m["name"] for n in ui["nodes"] for m in n.get("properties", {}).get("models", [])}
+    return [k for k, m in MODEL_FILES.items() if m.name in files]
 
 
 def link_under_shipped_names(root: Path) -> dict[str, Path]:
@@ -80,10 +106,22 @@ def install_inputs(base_dir: Path, workflow: dict) -> list[Path]:
     return made
 
 
+def load_workflow(name: str = WORKFLOW) -> dict:
+    return json.loads(workflow_path(name).read_text(encoding="utf-8"))
+
+
+def small_run_for(name: str) -> SmallRun:
+    """The CPU sizes for shipped workflow ``name``: the Wan 2.2 VAE (5B) only loads at its real width
+    (ComfyUI fixes it), so that clip is kept to 32x32 and 5 frames to keep its decode short."""
+    if name in TI2V_WORKFLOWS:
+        return SmallRun(video=(32, 32), frames=5)
+    return SmallRun()
+
+
 def small_workflow(object_info: dict, names: dict[str, str], run: SmallRun = SmallRun(),
                    name: str = WORKFLOW) -> tuple[dict, dict]:
     """(UI workflow, API prompt) of the shipped workflow with small models and CPU sizes."""
-    ui = json.loads(workflow_path(name).read_text(encoding="utf-8"))
+    ui = load_workflow(name)
     small = small_variant(ui, object_info, names, run, name=f"workflows/{name}.json")
     return small, ui_to_api(small, object_info)
 

@@ -10,7 +10,7 @@ from .kind import classify
 
 
 def summarize(f: GGUFFile) -> dict:
-    kind = classify({n: t.shape for n, t in f.tensors.items()}, f.architecture)
+    kind = classify({n: t.shape for n, t in f.tensors.items()}, f.architecture, f.path.name, f.metadata)
     counts: Counter = Counter()
     nbytes: Counter = Counter()
     params = 0
@@ -27,6 +27,11 @@ def summarize(f: GGUFFile) -> dict:
         "kind": kind.kind,
         "description": kind.describe(),
         "evidence": kind.evidence,
+        # Wan only: "2.1", "2.2" or "2.1 or 2.2"; the model ("i2v-a14b", "ti2v-5b", "vace", ...);
+        # for a Wan 2.2 A14B expert "high_noise", "low_noise" or "unknown"
+        "version": kind.version,
+        "variant": kind.variant,
+        "expert": kind.expert,
         "parameters": params,
         "bits_per_weight": round(8 * data_bytes / params, 3) if params else None,
         "tensor_types": {k: {"tensors": counts[k], "bytes": nbytes[k]} for k in sorted(counts, key=lambda k: -nbytes[k])},
@@ -48,7 +53,9 @@ def summarize_file(path) -> dict:
 def format_summary(s: dict) -> str:
     lines = [
         f"{s['file']}: {s['description']}",
-        f"  kind: {s['kind']}   architecture: {s['architecture']}",
+        f"  kind: {s['kind']}   architecture: {s['architecture']}"
+        + (f"   Wan version: {s['version']}" if s.get("version") else "")
+        + (f"   expert: {s['expert']}" if s.get("expert") else ""),
         f"  evidence: " + ", ".join(f"{k}={v}" for k, v in s["evidence"].items() if v is not None),
         f"  parameters: {s['parameters']:,}   file size: {s['file_size']:,} bytes   bits per weight: {s['bits_per_weight']}",
         "  tensor types:",

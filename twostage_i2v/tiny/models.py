@@ -151,6 +151,54 @@ def _st(fn):
     return lambda path: save_safetensors(fn(), path)
 
 
+def _wan22_models() -> dict[str, TinyModel]:
+    """Wan 2.2 (tiny.wan22): the two I2V A14B experts, a TI2V-5B-shaped model, the Wan 2.2 VAE, and
+    lightx2v-layout speed LoRAs (a Wan 2.1 I2V one, and the A14B high/low pair)."""
+
+    def w22(fn_name, *args):
+        def make():
+            from . import wan22
+
+            return getattr(wan22, fn_name)(*args)
+        return make
+
+    def lora(kind, seed, style):
+        def make():
+            from . import wan22
+
+            shapes = wan_shapes("i2v") if kind == "wan21" else wan22.wan22_shapes("i2v")
+            return wan22.lightx2v_lora(shapes, seed, style)
+        return make
+
+    def gguf(source, recipe):
+        def make(path):
+            from . import wan22
+
+            wan22.write_expert_gguf(path, source, recipe)
+        return make
+
+    dm = "diffusion_models"
+    return {
+        "wan22_i2v_high": TinyModel("wan2.2_i2v_high_noise_tiny_fp32.safetensors", dm,
+                                    _st(w22("expert_state_dict", "high_noise"))),
+        "wan22_i2v_low": TinyModel("wan2.2_i2v_low_noise_tiny_fp32.safetensors", dm,
+                                   _st(w22("expert_state_dict", "low_noise"))),
+        "wan22_ti2v_5b": TinyModel("wan2.2_ti2v_5B_tiny_fp32.safetensors", dm, _st(w22("ti2v_state_dict"))),
+        "wan22_vae": TinyModel("wan2.2_vae_random.safetensors", "vae", _st(w22("vae_state_dict"))),
+        "wan22_i2v_high_q4_k_m": TinyModel("wan2.2_i2v_high_noise_tiny-Q4_K_M.gguf", dm,
+                                           gguf("wan22_i2v_high", "Q4_K_M")),
+        "wan22_i2v_low_q4_k_m": TinyModel("wan2.2_i2v_low_noise_tiny-Q4_K_M.gguf", dm,
+                                          gguf("wan22_i2v_low", "Q4_K_M")),
+        "wan22_ti2v_5b_q4_k_m": TinyModel("wan2.2-ti2v-5b-tiny-Q4_K_M.gguf", dm, gguf("wan22_ti2v_5b", "Q4_K_M")),
+        "wan21_lightx2v_lora": TinyModel("wan21_i2v_lightx2v_tiny_lora.safetensors", "loras",
+                                         _st(lora("wan21", 21, "down_up"))),
+        "wan22_lightx2v_lora_high": TinyModel("wan2.2_i2v_lightx2v_tiny_lora_high_noise.safetensors", "loras",
+                                              _st(lora("wan22", 22, "down_up"))),
+        "wan22_lightx2v_lora_low": TinyModel("wan2.2_i2v_lightx2v_tiny_lora_low_noise.safetensors", "loras",
+                                             _st(lora("wan22", 23, "A_B"))),
+    }
+
+
 MODELS: dict[str, TinyModel] = {
     "wan_i2v": TinyModel("wan2.1_i2v_tiny_fp32.safetensors", "diffusion_models", _st(lambda: wan_state_dict("i2v"))),
     "wan_t2v": TinyModel("wan2.1_t2v_tiny_fp32.safetensors", "diffusion_models", _st(lambda: wan_state_dict("t2v", seed=4))),
@@ -162,6 +210,7 @@ MODELS: dict[str, TinyModel] = {
     "wan_i2v_q4_k_m": TinyModel("wan2.1-i2v-tiny-Q4_K_M.gguf", "diffusion_models",
                                 lambda p: _build_wan_gguf(p, "Q4_K_M")),
 }
+MODELS.update(_wan22_models())
 
 
 def build(name: str) -> Path:
