@@ -123,6 +123,14 @@ def small_workflow_run(comfy, comfy_base, object_info):
             ui, prompt = demo_graph.small_workflow(object_info, names, size, name=name)
             result = comfy.run_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": ui}})
             done[name] = SmallWorkflowRun(name, names, size, ui, prompt, result)
+            # Eight workflows' models (full-size CLIPs and VAEs among them) would otherwise stay
+            # loaded together in this one process.
+            import gc
+
+            import comfy.model_management
+
+            comfy.model_management.unload_all_models()
+            gc.collect()
         return done[name]
 
     return run
