@@ -127,9 +127,9 @@ def small_workflow_run(comfy, comfy_base, object_info):
             # loaded together in this one process.
             import gc
 
-            import comfy.model_management
+            import comfy.model_management as mm  # not "import comfy...": that would rebind the fixture's name
 
-            comfy.model_management.unload_all_models()
+            mm.unload_all_models()
             gc.collect()
         return done[name]
 
