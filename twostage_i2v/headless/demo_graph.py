@@ -51,8 +51,14 @@ def small_workflow(object_info: dict, names: dict[str, str], run: SmallRun = Sma
                    name: str = WORKFLOW) -> tuple[dict, dict]:
     """(UI workflow, API prompt) of the shipped workflow with small models and CPU sizes."""
     ui = json.loads(workflow_path(name).read_text(encoding="utf-8"))
-    small = small_variant(ui, object_info, names, run)
+    small = small_ui(ui, object_info, names, run)
     return small, ui_to_api(small, object_info)
+
+
+def small_ui(ui: dict, object_info: dict, names: dict[str, str], run: SmallRun = SmallRun()) -> dict:
+    """Any UI workflow (a shipped one or the user's) with the small models and CPU sizes, as
+    ``demo`` and ``batch --small-models`` run it."""
+    return small_variant(ui, object_info, names, run)
 
 
 def saved_files(outputs: dict, output_dir: Path) -> list[Path]:
