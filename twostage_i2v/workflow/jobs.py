@@ -56,6 +56,7 @@ class Setting:
     title: str
     input: str  # widget name, or ENABLED
     value: object
+    key: str = ""  # as the job wrote it
 
 
 @dataclass
@@ -212,7 +213,7 @@ def resolve_job(job: Job, workflow: dict, object_info: dict, files_base: Path | 
             if not isinstance(value, bool):
                 problems.append(f"{where}: {key!r}: {value!r} is not true/false")
                 continue
-            resolved.settings.append(Setting(node["id"], title, ENABLED, value))
+            resolved.settings.append(Setting(node["id"], title, ENABLED, value, key))
             continue
         spec = _widget_specs(node, object_info)[name]
         if spec.type == DYNAMIC_COMBO:
@@ -240,14 +241,14 @@ def resolve_job(job: Job, workflow: dict, object_info: dict, files_base: Path | 
                 continue
             if spec.type == "INT":
                 value = int(value)
-        resolved.settings.append(Setting(node["id"], title, name, value))
+        resolved.settings.append(Setting(node["id"], title, name, value, key))
     if problems:
         raise JobsFileError("jobs", problems)
     for setting in resolved.settings:
         node = _node(workflow, setting.node_id)
         enabling = any(s.input == ENABLED and s.value and s.node_id == setting.node_id for s in resolved.settings)
         if setting.input != ENABLED and node.get("mode", MODE_ALWAYS) != MODE_ALWAYS and not enabling:
-            problems.append(f"{where}: {setting.node_id}.{setting.input}: node {setting.node_id} "
+            problems.append(f"{where}: {setting.key!r}: node {setting.node_id} "
                             f"({setting.title}) is bypassed or muted in the workflow, so the value would do "
                             f"nothing; add \"{setting.node_id}.{ENABLED}\": true to the job")
     if problems:
