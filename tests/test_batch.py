@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -80,6 +82,7 @@ def widget(workflow: dict, node_id: int, index: int):
 
 
 def expected_files(ids) -> set[str]:
+    ids = list(ids)
     return {f"{i}.mp4" for i in ids} | {f"{i}.png" for i in ids} | {"manifest.jsonl"}
 
 
@@ -357,6 +360,7 @@ class RayRun:
     def __init__(self, out: Path, jobs: Path, stdout: str, stderr: str, returncode: int, killed: dict):
         self.out, self.jobs, self.stdout, self.stderr, self.returncode = out, jobs, stdout, stderr, returncode
         self.killed = killed  # {"worker", "pid", "job", "title"}
+        self.host = socket.gethostname()
 
 
 def _kill_busy_worker(proc: subprocess.Popen, lines: list[str], killed: dict) -> None:
@@ -382,7 +386,7 @@ def _kill_busy_worker(proc: subprocess.Popen, lines: list[str], killed: dict) ->
 
 
 @pytest.fixture(scope="module")
-def ray_run(tmp_path_factory) -> RayRun:
+def ray_run(tmp_path_factory, artifacts) -> RayRun:
     """4 jobs, --ray local --workers 2 --small-models; worker w1 is killed during its first job."""
     root = tmp_path_factory.mktemp("batch-ray")
     jobs = write_jobs(root / "jobs.jsonl", JOBS)
@@ -400,6 +404,7 @@ def ray_run(tmp_path_factory) -> RayRun:
         if proc.poll() is None:
             proc.kill()
     stderr_reader.join(timeout=30)
+    (artifacts / "batch-ray.log").write_text("".join(lines) + "\n--- stderr ---\n" + "".join(errors))
     return RayRun(out, jobs, "".join(lines), "".join(errors), proc.returncode, killed)
 
 
@@ -435,9 +440,10 @@ def test_a_killed_worker_loses_nothing(ray_run):
     assert killed, "worker w1 never ran a job:\n" + ray_run.stdout
     assert "BatchWorker.run" in killed["title"]  # the process killed was the actor, inside a job
     rec = next(r for r in manifest_lines(ray_run.out) if r["id"] == killed["job"])
-    assert rec["status"] == "done" and rec["attempts"] == 2 and not rec["worker"].startswith("w1@")
-    assert f"w1@" in ray_run.stdout and f"was lost while running {killed['job']}" in ray_run.stdout
-    assert "retry 1 of 2" in ray_run.stdout
+    # Two attempts; three where Ray's own memory monitor also stopped a worker on a crowded machine.
+    assert rec["status"] == "done" and rec["attempts"] in (2, 3) and not rec["worker"].startswith("w1@")
+    assert f"w1@{ray_run.host} was lost while running {killed['job']}" in ray_run.stdout
+    assert "retry 1 of 2" in ray_run.stdout and "starting worker w3 in place of w1" in ray_run.stdout
     done_lines = [line for line in ray_run.stdout.splitlines() if line.startswith("[batch] done ")]
     assert sorted(line.split()[2] for line in done_lines) == sorted(j["id"] for j in JOBS)  # each exactly once
 
@@ -451,43 +457,85 @@ def test_rerun_writes_nothing_and_starts_no_worker(ray_run):
     seconds = time.monotonic() - t0
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nothing to run: 4 done, 0 failed before" in done.stdout
-    assert "Ray instance" not in done.stdout + done.stderr and "ready" not in done.stdout
+    assert "Ray instance" not in done.stdout + done.stderr and " ready:" not in done.stdout
     assert snapshot(ray_run.out) == before
     print(f"rerun of a finished batch: {seconds:.1f} s")
 
 
+@dataclass
+class LocalRun:
+    out: Path
+    stopped_code: int  # the first run, stopped with Ctrl+C during its first job
+    stopped_stdout: str
+    stopped_files: dict
+    final: subprocess.CompletedProcess  # the rerun that finishes the batch
+
+
 @pytest.fixture(scope="module")
-def local_run(ray_run, tmp_path_factory):
-    """The same four jobs with the local default (no --ray), plus one naming a missing model."""
+def local_run(ray_run, tmp_path_factory, artifacts) -> LocalRun:
+    """The same four jobs with the local default (no --ray), plus one naming a missing model:
+    stopped with Ctrl+C while its first job runs, then run again to the end. One torch thread,
+    as each Ray worker had: torch's CPU kernels sum in an order that depends on the thread count."""
     root = tmp_path_factory.mktemp("batch-local")
     missing = {"id": "no-vae", "set": {SEED_KEY: 15, "Load Wan VAE.vae_name": MISSING_MODEL}}
     jobs = write_jobs(root / "jobs.jsonl", JOBS[:2] + [missing] + JOBS[2:])
     out = root / "out"
     ensure_memory(10)
-    done = run_cli(batch_cmd(jobs, out))
-    return out, done
+    proc = subprocess.Popen(batch_cmd(jobs, out, "--threads", "1"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    errors = []
+    threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True).start()
+    lines = []
+    try:
+        for raw in proc.stdout:
+            lines.append(raw)
+            if raw.startswith("[batch] start ") and len([x for x in lines if x.startswith("[batch] start ")]) == 1:
+                time.sleep(3)
+                proc.send_signal(signal.SIGINT)  # Ctrl+C
+        proc.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped_files = snapshot(out)
+    final = run_cli(batch_cmd(jobs, out, "--threads", "1"))
+    (artifacts / "batch-local.log").write_text("".join(lines) + "\n--- rerun ---\n" + final.stdout
+                                               + "\n--- stderr ---\n" + final.stderr)
+    return LocalRun(out, proc.returncode, "".join(lines), stopped_files, final)
+
+
+@pytest.mark.comfy
+@pytest.mark.slow
+def test_ctrl_c_lets_the_running_job_finish_and_starts_no_other(local_run):
+    assert local_run.stopped_code == 130, local_run.stopped_stdout
+    out = local_run.stopped_stdout
+    assert "Ctrl+C: no more jobs are started; waiting for 1 running job(s) to finish" in out
+    assert [line.split()[2] for line in out.splitlines() if line.startswith("[batch] start ")] == ["girl-01"]
+    assert set(local_run.stopped_files) == expected_files(["girl-01"])
+    assert "1 done, 0 failed, 4 not run of 5" in out
 
 
 @pytest.mark.comfy
 @pytest.mark.slow
 def test_a_missing_model_fails_that_job_only(local_run):
-    out, done = local_run
+    done, out = local_run.final, local_run.out
     assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 of 5 job(s) already finished" in done.stdout  # resume after Ctrl+C
     records = {r["id"]: r for r in manifest_lines(out)}
     assert records["no-vae"]["status"] == "failed" and MISSING_MODEL in records["no-vae"]["message"]
     assert "Load Wan VAE" in records["no-vae"]["message"]
     assert records["no-vae"]["attempts"] == 1  # a user's mistake is not retried
     assert all(records[j["id"]]["status"] == "done" for j in JOBS)
     assert {p.name for p in out.iterdir()} == expected_files(j["id"] for j in JOBS)
-    assert f"FAILED no-vae on local@" in done.stdout
+    assert "FAILED no-vae on local@" in done.stdout
+    after = snapshot(out)
+    assert all(after[name] == local_run.stopped_files[name] for name in ("girl-01.mp4", "girl-01.png"))
 
 
 @pytest.mark.comfy
 @pytest.mark.slow
 def test_local_default_gives_the_ray_outputs(local_run, ray_run):
-    out, _ = local_run
     for job in JOBS:
-        local, remote = decoded(out / f"{job['id']}.mp4"), decoded(ray_run.out / f"{job['id']}.mp4")
+        local, remote = decoded(local_run.out / f"{job['id']}.mp4"), decoded(ray_run.out / f"{job['id']}.mp4")
         assert local.shape == remote.shape
         assert np.abs(local.astype(int) - remote.astype(int)).max() <= 1, job["id"]
-        assert extract(out / f"{job['id']}.mp4") == extract(ray_run.out / f"{job['id']}.mp4")
+        assert extract(local_run.out / f"{job['id']}.mp4") == extract(ray_run.out / f"{job['id']}.mp4")

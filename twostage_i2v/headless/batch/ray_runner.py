@@ -85,14 +85,21 @@ class RayRunner:
         # Workers import this package from the same path as here (a checkout in ComfyUI's custom_nodes).
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=self.verbose, include_dashboard=False)
-        if self.address == "local":
-            cpus = os.cpu_count() or 1
-            workers = self.requested or 1
-            self.threads = self.threads or max(1, cpus // workers)
-            ray.init(address="local", num_cpus=max(cpus, workers * self.threads),
-                     object_store_memory=LOCAL_OBJECT_STORE, **kwargs)
-        else:
-            ray.init(address=self.address, **kwargs)
+        try:
+            if self.address == "local":
+                cpus = os.cpu_count() or 1
+                workers = self.requested or 1
+                self.threads = self.threads or max(1, cpus // workers)
+                ray.init(address="local", num_cpus=max(cpus, workers * self.threads),
+                         object_store_memory=LOCAL_OBJECT_STORE, **kwargs)
+            else:
+                ray.init(address=self.address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            hint = ("" if self.address == "local" else
+                    "; start a cluster with `ray start --head` (and `ray start --address=...` on the other "
+                    "machines), or use --ray local")
+            raise StartFailed([f"could not {'start' if self.address == 'local' else 'join'} Ray "
+                               f"({self.address}): {exc}{hint}"]) from None
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 0))

@@ -73,7 +73,7 @@ def run_batch(opts: BatchOptions) -> int:
         say(f"error: {exc}", sys.stderr)
         return REFUSED
     except KeyboardInterrupt:
-        say("interrupted before the jobs started; nothing was run", sys.stderr)
+        say(f"interrupted; what finished is recorded in {Path(opts.out) / 'manifest.jsonl'}", sys.stderr)
         return INTERRUPTED_EXIT
 
 
@@ -154,8 +154,14 @@ def _start_local(opts: BatchOptions, progress: Progress):
     from .worker import BatchWorker
 
     progress.line("starting ComfyUI in this process (the embedded default; --ray runs jobs on Ray workers)")
+    from ..inprocess import ComfyNotFound
+
     worker = BatchWorker("local", opts.small_models, opts.base_dir, opts.threads, opts.verbose)
-    info = worker.setup()
+    try:
+        info = worker.setup()
+    except (ComfyNotFound, RuntimeError) as exc:
+        worker.close()
+        raise Refused(f"ComfyUI did not start here: {exc}") from None
     progress.line(f"ComfyUI {info['version']} at {info['comfyui']} ready: {info['device']}, "
                   f"{info['threads']} torch thread(s), pid {info['pid']}")
     return worker, [info]
