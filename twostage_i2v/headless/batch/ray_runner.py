@@ -10,6 +10,7 @@ free worker. Ray is an optional extra: nothing here imports it until a batch ask
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -269,10 +270,17 @@ class RayRunner:
 
 
 def _cause(exc) -> str:
-    text = str(exc).strip().splitlines()
-    # Ray's messages end with the cause after a long preamble; keep the informative lines.
-    useful = [t for t in text if t.strip() and not t.startswith("Traceback")]
-    return " ".join(useful[-3:])[:600] if useful else type(exc).__name__
+    """Ray's error text cut to what a user needs: why the worker ended."""
+    text = " ".join(str(exc).split())
+    if "Worker exit detail:" in text:
+        kind = re.search(r"Worker exit type: (\w+)", text)
+        detail = text.split("Worker exit detail:", 1)[1].strip()
+        detail = detail.split(". ", 1)[0].rstrip(".")[:300]
+        memory = "OUT_OF_MEMORY" in text or "low on memory" in text.lower()
+        return ("the machine ran low on memory; " if memory else "") + (
+            f"{kind.group(1)}: {detail}" if kind else detail)
+    lines = [t for t in str(exc).strip().splitlines() if t.strip() and not t.startswith("Traceback")]
+    return " ".join(lines[-3:])[:600] if lines else type(exc).__name__
 
 
 def _install_hint(exc) -> str:
