@@ -539,3 +539,22 @@ def test_local_default_gives_the_ray_outputs(local_run, ray_run):
         assert local.shape == remote.shape
         assert np.abs(local.astype(int) - remote.astype(int)).max() <= 1, job["id"]
         assert extract(local_run.out / f"{job['id']}.mp4") == extract(ray_run.out / f"{job['id']}.mp4")
+
+
+@pytest.mark.comfy
+@pytest.mark.slow
+def test_missing_model_files_are_named_with_node_and_worker_before_any_job(tmp_path):
+    base = tmp_path / "base"  # a ComfyUI base directory without the workflow's models
+    jobs = write_jobs(tmp_path / "jobs.jsonl", JOBS[:1])
+    out = tmp_path / "out"
+    args = [a for a in batch_cmd(jobs, out) if a != "--small-models"] + ["--base-dir", str(base)]
+    done = run_cli(args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    host = socket.gethostname()
+    for line in (f"local@{host}: missing checkpoints/sd_xl_base_1.0.safetensors (node 1 CheckpointLoaderSimple)",
+                 f"local@{host}: missing diffusion_models/wan2.1-i2v-14b-480p-Q4_K_M.gguf (node 11 "
+                 "TwoStageI2V_WanI2VLoaderGGUF)",
+                 f"local@{host}: missing vae/wan_2.1_vae.safetensors (node 14 VAELoader)"):
+        assert line in done.stderr
+    assert "your_character_lora" not in done.stderr  # the bypassed LoRA is not needed
+    assert "start " not in done.stdout and list(out.iterdir()) == []

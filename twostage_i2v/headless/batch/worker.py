@@ -62,8 +62,15 @@ class BatchWorker:
         extra = {"cpu": False, "fp32_text_enc": False} if gpu else {}
         if self.small_models:
             base = self.work / "base"
+        elif self.base_dir:
+            base = Path(self.base_dir)
         else:
-            base = Path(self.base_dir) if self.base_dir else inprocess.comfyui_root()
+            base = inprocess.comfyui_root()
+            if base in inprocess.BUNDLED_TREES.values():
+                # The test trees hold no models, and other checkouts share them: never write there.
+                raise RuntimeError(f"no ComfyUI of yours to take the models from (only the bundled test tree "
+                                   f"{base}): set COMFYUI_PATH, pass --base-dir DIR (a ComfyUI base directory "
+                                   "with models/), or use --small-models")
         with self._quiet_stdout():
             rt = inprocess.boot(base, extra_args=extra, output_dir=self.work / "output")
         import folder_paths
