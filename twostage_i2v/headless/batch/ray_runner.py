@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 
@@ -86,6 +87,9 @@ class RayRunner:
         # Workers import this package from the same path as here (a checkout in ComfyUI's custom_nodes).
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=self.verbose, include_dashboard=False)
+        unreachable = _unreachable(self.address)
+        if unreachable:
+            raise StartFailed([unreachable])
         try:
             if self.address == "local":
                 cpus = os.cpu_count() or 1
@@ -281,6 +285,23 @@ def _cause(exc) -> str:
             f"{kind.group(1)}: {detail}" if kind else detail)
     lines = [t for t in str(exc).strip().splitlines() if t.strip() and not t.startswith("Traceback")]
     return " ".join(lines[-3:])[:600] if lines else type(exc).__name__
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at a HOST:PORT address (Ray itself retries for minutes), or None."""
+    if address in ("local", "auto"):
+        return None
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return (f"--ray {address!r}: give local, auto, or the head's HOST:PORT (as `ray start --head` prints it, "
+                "e.g. 192.168.1.10:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return None
+    except OSError as exc:
+        return (f"nothing answers at {hostport} ({exc.strerror or exc}): start the head there with "
+                f"`ray start --head --port={port}`, or use --ray local")
 
 
 def _install_hint(exc) -> str:
