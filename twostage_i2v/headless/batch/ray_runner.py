@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..inprocess import REPO_ROOT
 from .dispatch import Batch, Task
@@ -63,6 +64,8 @@ class Slot:
 class RayRunner:
     def __init__(self, address: str, workers: int | None, threads: int | None, small_models: bool,
                  base_dir: str | None, verbose: bool, progress, start_timeout: float = 1800.0):
+        if address != "local":
+            _use_cluster_token()  # read by Ray when it is imported
         self.ray = import_ray()
         self.address = address
         self.requested = workers
@@ -302,6 +305,16 @@ def _unreachable(address: str) -> str | None:
     except OSError as exc:
         return (f"nothing answers at {hostport} ({exc.strerror or exc}): start the head there with "
                 f"`ray start --head --port={port}`, or use --ray local")
+
+
+def _use_cluster_token() -> None:
+    """Ray 2.60's ``ray start --head`` turns token authentication on, but a driver joining it
+    only sends the token (``~/.ray/auth_token``) when RAY_AUTH_MODE says so."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _install_hint(exc) -> str:
