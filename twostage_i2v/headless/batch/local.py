@@ -40,7 +40,7 @@ def ctrl_c(batch: Batch, abandon):
 
 
 def run_local(batch: Batch, worker: BatchWorker, name: str) -> None:
-    with ctrl_c(batch, worker.interrupt):
+    with ctrl_c(batch, worker.interrupt), batch.progress.ticking():
         while True:
             task = batch.next_task()
             if task is None:

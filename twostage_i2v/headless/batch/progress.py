@@ -7,6 +7,7 @@ pipe, CI) it is printed as a plain status line after each finished job.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 BAR_WIDTH = 24
@@ -31,12 +32,19 @@ class Progress:
         self.done = self.failed = self.running = 0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar_shown = False
+        self._lock = threading.RLock()  # a ticker thread may redraw while a line is printed
 
     def line(self, text: str) -> None:
         """A per-job or per-worker line, printed above the bar."""
-        self._clear()
-        print(f"[batch] {text}", file=self.stream, flush=True)
-        self._draw()
+        with self._lock:
+            self._clear()
+            print(f"[batch] {text}", file=self.stream, flush=True)
+            self._draw()
+
+    def ticking(self):
+        """A context in which a thread redraws the bar every second (elapsed time moves on
+        while a job runs in this process)."""
+        return _Ticker(self)
 
     def job_started(self) -> None:
         if self.first_job_at is None:
@@ -79,9 +87,10 @@ class Progress:
 
     def _draw(self) -> None:
         if self.tty:
-            self.stream.write("\r\x1b[2K" + self.status())
-            self.stream.flush()
-            self._bar_shown = True
+            with self._lock:
+                self.stream.write("\r\x1b[2K" + self.status())
+                self.stream.flush()
+                self._bar_shown = True
 
     def _clear(self) -> None:
         if self.tty and self._bar_shown:
@@ -93,3 +102,26 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._bar_shown = False
+
+
+class _Ticker:
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.stop = threading.Event()
+        self.thread = None
+
+    def __enter__(self):
+        if self.progress.tty:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop.wait(1.0):
+            self.progress.tick()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=2)
+        return False
