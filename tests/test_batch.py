@@ -558,3 +558,23 @@ def test_missing_model_files_are_named_with_node_and_worker_before_any_job(tmp_p
         assert line in done.stderr
     assert "your_character_lora" not in done.stderr  # the bypassed LoRA is not needed
     assert "start " not in done.stdout and list(out.iterdir()) == []
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.comfy
+@pytest.mark.slow
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (the GPU path of the Ray runner)")
+def test_ray_worker_takes_a_gpu_and_runs_on_it(tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", JOBS[:2])
+    out = tmp_path / "out"
+    done = run_cli(batch_cmd(jobs, out, "--ray", "local", "--workers", "1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "GPU(s), one per worker; 1 worker(s)" in done.stdout
+    ready = next(line for line in done.stdout.splitlines() if line.startswith("[batch] worker w1 ready:"))
+    assert ", cuda (" in ready
+    assert {p.name for p in out.iterdir()} == expected_files(j["id"] for j in JOBS[:2])
