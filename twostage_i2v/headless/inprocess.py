@@ -196,21 +196,30 @@ class ComfyRuntime:
         )
         return ok, error, outputs, node_errors
 
-    def run_prompt(self, prompt: dict, extra_data: dict | None = None, check: bool = True) -> RunResult:
-        ok, error, outputs, node_errors = self.validate(prompt)
-        if not ok:
-            raise PromptFailed(f"prompt did not validate: {error} {node_errors}", (error, node_errors))
-        server = _SilentServer()
-        executor = self.execution.PromptExecutor(
-            server,
+    def new_executor(self):
+        """A prompt executor; one kept across prompts keeps the outputs of unchanged nodes
+        (loaded models) cached, as the server does between queued prompts."""
+        return self.execution.PromptExecutor(
+            _SilentServer(),
             cache_type=self.execution.CacheType.CLASSIC,
             # 0.30.0 reads ram_inactive; 0.3.75 ignores it.
             cache_args={"lru": 0, "ram": 0, "ram_inactive": 0},
         )
+
+    def run_prompt(self, prompt: dict, extra_data: dict | None = None, check: bool = True,
+                   executor=None) -> RunResult:
+        ok, error, outputs, node_errors = self.validate(prompt)
+        if not ok:
+            raise PromptFailed(f"prompt did not validate: {error} {node_errors}", (error, node_errors))
+        executor = executor or self.new_executor()
+        server = executor.server
+        server.messages = []
         prompt_id = str(uuid.uuid4())
         executor.execute(prompt, prompt_id, extra_data or {}, outputs)
         history = getattr(executor, "history_result", None) or {}
-        result = RunResult(prompt_id, bool(executor.success), history.get("outputs", {}), server.messages)
+        # The executor keeps every event; the server only gets those meant for a client or all.
+        messages = list(getattr(executor, "status_messages", None) or server.messages)
+        result = RunResult(prompt_id, bool(executor.success), history.get("outputs", {}), messages)
         if check and not result.success:
             err = result.error() or {}
             raise PromptFailed(
