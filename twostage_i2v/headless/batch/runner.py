@@ -47,14 +47,14 @@ def say(text: str, stream=None) -> None:
 
 
 def load_ui_workflow(path: Path) -> dict:
-    from ...commands.validate_workflow import load_workflow
-    from ...workflow.media_metadata import NoWorkflow
+    from ...workflow.json_text import BadWorkflowFile
+    from ...workflow.workflow_file import load_workflow
 
     if not Path(path).is_file():
         raise Refused(f"{path}: no such workflow file")
     try:
         data = load_workflow(Path(path))
-    except NoWorkflow as exc:
+    except BadWorkflowFile as exc:
         raise Refused(str(exc)) from None
     if not is_ui_workflow(data):
         raise Refused(f"{path}: not a UI workflow (the file the ComfyUI frontend saves, with nodes and links); "
